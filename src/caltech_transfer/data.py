@@ -1,0 +1,115 @@
+"""The data module: the decoded-image cache, datasets over it, transforms and loaders.
+
+Each image is decoded once (by the `cache` stage), its shorter side resized to `cache.image_size` and
+centre-cropped to a square, and stored as uint8 HWC pixels in one .npy file per split. Training and
+evaluation memory-map those files instead of decoding JPEGs every epoch."""
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+
+from .errors import UserError
+from .split import SPLITS, parallel_map, read_classes, read_manifest
+
+
+def load_rgb(path):
+    """Decode any image (grayscale, CMYK, palette, alpha) as RGB."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def square_resize(img, size):
+    """Shorter side to `size` (bicubic, antialiased), then centre crop to size x size."""
+    img.draft("RGB", (size, size))  # lets JPEG decode at a reduced scale when the image is much larger
+    scale = size / min(img.size)
+    w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+    img = img.resize((w, h), Image.BICUBIC)
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def _decode(job):
+    path, size = job
+    return np.asarray(square_resize(load_rgb(path), size), dtype=np.uint8)
+
+
+def build_cache(raw_dir, split_dir, cache_dir, image_size, workers=2):
+    """Write cache_dir/<split>.npy (N, S, S, 3) uint8, in manifest order, for every split."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        rows = read_manifest(Path(split_dir) / f"{split}.csv")
+        target = cache_dir / f"{split}.npy"
+        partial = cache_dir / f"{split}.npy.tmp"
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
+                                          shape=(len(rows), image_size, image_size, 3))
+        jobs = [(Path(raw_dir) / path, image_size) for path, _, _ in rows]
+        for i, pixels in enumerate(parallel_map(_decode, jobs, workers, desc=f"cache {split}")):
+            array[i] = pixels
+        array.flush()
+        del array
+        partial.replace(target)
+    (cache_dir / "meta.json").write_text(json.dumps({"image_size": image_size}) + "\n")
+
+
+class CachedImages(Dataset):
+    """Images of one split from the cache, as uint8 CHW tensors, with their class indices."""
+
+    def __init__(self, cache_dir, split_dir, split, transform=None):
+        self.file = Path(cache_dir) / f"{split}.npy"
+        if not self.file.exists():
+            raise UserError(f"{self.file} not found: run the data stages first (dvc repro cache)")
+        rows = read_manifest(Path(split_dir) / f"{split}.csv")
+        self.paths = [path for path, _, _ in rows]
+        self.labels = torch.tensor([index for _, _, index in rows], dtype=torch.long)
+        self.classes = read_classes(split_dir)
+        self.transform = transform
+        self._pixels = None  # opened lazily so each loader worker maps the file itself
+        if len(self) != np.load(self.file, mmap_mode="r").shape[0]:
+            raise UserError(f"{self.file} does not match {split}.csv: rerun the cache stage (dvc repro cache)")
+
+    def __len__(self):
+        return len(self.paths)
+
+    def image(self, i):
+        if self._pixels is None:
+            self._pixels = np.load(self.file, mmap_mode="r")
+        return torch.from_numpy(np.array(self._pixels[i])).permute(2, 0, 1)
+
+    def __getitem__(self, i):
+        img = self.image(i)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.labels[i]
+
+
+def eval_transform(prep):
+    """Resize to input_size / crop_pct and centre-crop input_size, as the weights were evaluated."""
+    interpolation = InterpolationMode(prep["interpolation"])
+    return v2.Compose([v2.Resize(prep["resize_size"], interpolation=interpolation, antialias=True),
+                       v2.CenterCrop(prep["input_size"])])
+
+
+def train_transform(prep, augment):
+    """Random resized crop and flip, plus colour jitter and rotation when asked for: training data only."""
+    interpolation = InterpolationMode(prep["interpolation"])
+    steps = [v2.RandomResizedCrop(prep["input_size"], scale=(augment["crop_scale_min"], 1.0),
+                                  interpolation=interpolation, antialias=True)]
+    if augment["hflip"]:
+        steps.append(v2.RandomHorizontalFlip())
+    if augment["color_jitter"] > 0:
+        j = augment["color_jitter"]
+        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
+    if augment["rotation"] > 0:
+        steps.append(v2.RandomRotation(augment["rotation"], interpolation=interpolation))
+    return v2.Compose(steps)
+
+
+def make_loader(dataset, batch_size, shuffle=False, workers=0, generator=None):
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      generator=generator, persistent_workers=False, pin_memory=torch.cuda.is_available())

@@ -1,0 +1,179 @@
+"""The model factory: an architecture name and a weights choice become a Classifier with a new head.
+
+`resnet18`, `alexnet`, ... name torchvision models; `timm/<name>` names a timm model. Weights are
+`imagenet` (the library's own pretrained weights, fetched and cached as that library does), `none`
+(random init), or a path to a state_dict in the architecture's key names (a 1000-class head is dropped)."""
+import difflib
+import urllib.error
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from .errors import UserError
+
+TIMM_PREFIX = "timm/"
+IMAGENET_PREP = {"input_size": 224, "resize_size": 256, "mean": [0.485, 0.456, 0.406],
+                 "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
+
+
+class Classifier(nn.Module):
+    """uint8 (or 0-255 float) images -> normalised -> backbone features -> new linear head."""
+
+    def __init__(self, backbone, head, mean, std):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+
+    def features(self, images):
+        return self.backbone((images.float() - self.mean) / self.std)
+
+    def forward(self, images):
+        return self.head(self.features(images))
+
+
+def torchvision_archs():
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def check_arch(arch):
+    """Raise a UserError naming close matches when `arch` is not a known architecture."""
+    if arch.startswith(TIMM_PREFIX):
+        import timm
+        known = timm.list_models()
+        name = arch[len(TIMM_PREFIX):]
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=5)
+            raise UserError(f"unknown timm model {name!r}" + (f"; close matches: {', '.join(TIMM_PREFIX + c for c in close)}"
+                                                            if close else "; see timm.list_models()"))
+        return
+    known = torchvision_archs()
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=5)
+        raise UserError(f"unknown architecture {arch!r}; close matches: {', '.join(close) or 'none'}. "
+                        f"Valid: any of torchvision's {len(known)} classification models (e.g. resnet18, alexnet, "
+                        f"efficientnet_b0) or timm/<name> for a timm model")
+
+
+def _strip_module_prefix(state):
+    for key in ("state_dict", "model"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_file(model, path, head_name):
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"model.weights {path} is not a file; use imagenet, none, or a state_dict file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"cannot read weights file {path}: {str(err).splitlines()[0]}") from None
+    _load_backbone(model, _strip_module_prefix(state), head_name, str(path))
+
+
+def _load_backbone(model, state, head_name, origin):
+    """Load every weight but the old head's; refuse a file that does not fit the architecture."""
+    state = {k: v for k, v in state.items() if not k.startswith(head_name + ".")}
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(head_name + ".")]
+    if missing or result.unexpected_keys:
+        raise UserError(f"weights {origin} do not fit this architecture: {len(missing)} missing keys "
+                        f"(e.g. {missing[:2]}), {len(result.unexpected_keys)} unexpected "
+                        f"(e.g. {result.unexpected_keys[:2]})")
+
+
+def _last_linear(model):
+    """Name of the final Linear layer: ResNet `fc`, AlexNet/VGG/EfficientNet/MobileNet `classifier.N`, ..."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise UserError(f"{type(model).__name__} has no linear classifier head to replace")
+    return names[-1]
+
+
+def _replace(model, dotted, new):
+    parent = model.get_submodule(dotted.rpartition(".")[0]) if "." in dotted else model
+    setattr(parent, dotted.rpartition(".")[2], new)
+
+
+def _torchvision(arch, weights):
+    tv_weights = None
+    try:
+        tv_weights = torchvision.models.get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError):
+        pass
+    if weights == "imagenet" and tv_weights is None:
+        raise UserError(f"torchvision has no ImageNet weights for {arch}; use model.weights: none or a file")
+    model = torchvision.models.get_model(arch, weights=None)
+    head_name = _last_linear(model)
+    if weights == "imagenet":
+        try:
+            state = tv_weights.get_state_dict(progress=True, check_hash=True)
+        except (urllib.error.URLError, OSError, RuntimeError) as err:
+            target = Path(torch.hub.get_dir()) / "checkpoints" / Path(tv_weights.url).name
+            raise UserError(f"could not fetch ImageNet weights for {arch} from {tv_weights.url} ({err}); "
+                            f"put that file at {target}, or set model.weights to a local state_dict file") from None
+        _load_backbone(model, state, head_name, tv_weights.url)
+    elif weights != "none":
+        _load_file(model, weights, head_name)
+    prep = dict(IMAGENET_PREP)
+    if tv_weights is not None:
+        t = tv_weights.transforms()
+        prep = {"input_size": t.crop_size[0], "resize_size": t.resize_size[0], "mean": list(t.mean),
+                "std": list(t.std), "interpolation": t.interpolation.value}
+    in_features = model.get_submodule(head_name).in_features
+    _replace(model, head_name, nn.Identity())
+    return model, in_features, prep
+
+
+def _timm(arch, weights):
+    import timm
+
+    name = arch[len(TIMM_PREFIX):]
+    try:
+        model = timm.create_model(name, pretrained=weights == "imagenet")
+    except Exception as err:  # hub errors come in many types
+        if weights != "imagenet":
+            raise
+        raise UserError(f"could not fetch ImageNet weights for timm model {name} ({str(err).splitlines()[0]}); "
+                        "download them once and set model.weights to the local state_dict file") from None
+    if weights not in ("imagenet", "none"):
+        _load_file(model, weights, model.default_cfg.get("classifier", "classifier"))
+    cfg = model.pretrained_cfg
+    input_size = cfg.get("input_size", (3, 224, 224))[-1]
+    prep = {"input_size": input_size, "resize_size": int(input_size / cfg.get("crop_pct", 0.875)),
+            "mean": list(cfg.get("mean", IMAGENET_PREP["mean"])), "std": list(cfg.get("std", IMAGENET_PREP["std"])),
+            "interpolation": cfg.get("interpolation", "bicubic")}
+    model.reset_classifier(0)
+    return model, model.num_features, prep
+
+
+def build_model(arch, weights, num_classes):
+    """(Classifier with a fresh `num_classes` head, preprocessing dict that follows the weights)."""
+    check_arch(arch)
+    backbone, in_features, prep = (_timm if arch.startswith(TIMM_PREFIX) else _torchvision)(arch, weights)
+    return Classifier(backbone, nn.Linear(in_features, num_classes), prep["mean"], prep["std"]), prep
+
+
+def save_checkpoint(obj, path):
+    """torch.save through a temporary file, so a crash never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def load_classifier(path, device="cpu"):
+    """(Classifier in eval mode, checkpoint dict) from a models/<mode>.pt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: train it first (dvc repro)")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    model, _ = build_model(ckpt["arch"], "none", len(ckpt["classes"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt

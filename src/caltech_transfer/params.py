@@ -1,0 +1,237 @@
+"""The one params loader: reads params.yaml, keeps 1e-05 a float, validates, and hands each stage
+only the keys its dvc.yaml entry declares (so DVC reruns exactly the stages whose params changed)."""
+import difflib
+import re
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+# PyYAML follows YAML 1.1, where a float needs a dot: `1e-05` (what `dvc exp run -S x=1e-5` writes)
+# would come back as a string. This resolver accepts YAML 1.2 floats too.
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _float_constructor(loader, node):
+    value = loader.construct_scalar(node)
+    if re.fullmatch(r"[-+]?\d+", value):
+        return int(value)
+    return yaml.SafeLoader.construct_yaml_float(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _float_constructor)
+
+
+def read_yaml(path):
+    with open(path) as f:
+        return yaml.load(f, Loader=_Loader) or {}
+
+
+# --- value checks: each takes (key, value) and returns the clean value or raises UserError ---
+
+def _fail(key, value, expected):
+    raise UserError(f"params.yaml: {key} = {value!r} is not valid: expected {expected}")
+
+
+def Float(minimum=0.0, positive=False):
+    def check(key, value):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                _fail(key, value, "a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(key, value, "a number")
+        value = float(value)
+        if value != value or (positive and value <= 0) or (minimum is not None and value < minimum):
+            _fail(key, value, "a number > 0" if positive else f"a number >= {minimum}")
+        return value
+    return check
+
+
+def Int(minimum=0):
+    def check(key, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, value, "a whole number")
+        if minimum is not None and value < minimum:
+            _fail(key, value, f"a whole number >= {minimum}")
+        return value
+    return check
+
+
+def Bool(key, value):
+    if not isinstance(value, bool):
+        _fail(key, value, "true or false")
+    return value
+
+
+def Str(key, value):
+    if not isinstance(value, str):
+        _fail(key, value, "a string")
+    return value
+
+
+def Choice(*choices):
+    def check(key, value):
+        if value not in choices:
+            _fail(key, value, "one of " + ", ".join(choices))
+        return value
+    return check
+
+
+def Optional(inner):
+    def check(key, value):
+        return None if value is None else inner(key, value)
+    return check
+
+
+def Checksum(key, value):
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or not re.fullmatch(r"(md5:[0-9a-fA-F]{32}|sha256:[0-9a-fA-F]{64})", value):
+        _fail(key, value, "'md5:<32 hex digits>', 'sha256:<64 hex digits>' or '' to skip the check")
+    return value.lower()
+
+
+def Ratios(key, value):
+    if not isinstance(value, list) or len(value) != 3:
+        _fail(key, value, "a list of three fractions [train, val, test]")
+    value = [Float()(key, v) for v in value]
+    if abs(sum(value) - 1.0) > 1e-6:
+        _fail(key, value, "three fractions that add up to 1")
+    return value
+
+
+_RECIPE = {
+    "epochs": Int(1),
+    "batch_size": Int(1),
+    "optimizer": Choice("sgd", "adam", "adamw"),
+    "momentum": Float(),
+    "weight_decay": Float(),
+    "scheduler": Choice("cosine", "step", "none"),
+    "warmup_steps": Int(0),
+    "step_size": Int(1),
+    "gamma": Float(positive=True),
+    "min_lr": Float(),
+    "label_smoothing": Float(),
+    "grad_clip": Float(),
+    "patience": Int(0),
+}
+
+SCHEMA = {
+    "download.source": Str,
+    "download.checksum": Checksum,
+    "download.inner_checksum": Checksum,
+    "download.retries": Int(0),
+    "download.timeout": Float(positive=True),
+    "split.scheme": Choice("standard", "ratio"),
+    "split.seed": Int(None),
+    "split.train_per_class": Int(1),
+    "split.val_per_class": Int(0),
+    "split.test_per_class": Optional(Int(0)),
+    "split.ratios": Ratios,
+    "split.include_background": Bool,
+    "cache.image_size": Int(16),
+    "model.arch": Str,
+    "model.weights": Str,
+    "augment.crop_scale_min": Float(positive=True),
+    "augment.hflip": Bool,
+    "augment.color_jitter": Float(),
+    "augment.rotation": Float(),
+    "train.seed": Int(None),
+    "train.device": Choice("auto", "cpu", "cuda"),
+    "train.precision": Choice("auto", "fp32", "bf16", "fp16"),
+    "train.channels_last": Bool,
+    "train.workers": Int(0),
+    "train.finetune_lr": Float(),
+    "train.head_lr": Float(),
+    **{f"train.finetune.{k}": v for k, v in _RECIPE.items()},
+    "train.finetune.freeze_epochs": Int(0),
+    **{f"train.scratch.{k}": v for k, v in _RECIPE.items()},
+    "train.scratch.lr": Float(),
+    **{f"train.feature_extract.{k}": v for k, v in _RECIPE.items()},
+    "train.feature_extract.lr": Float(),
+    "train.feature_extract.augment": Bool,
+    "evaluate.batch_size": Int(1),
+    "plot.mistakes": Int(0),
+    "plot.embedding": Choice("tsne", "pca"),
+    "plot.embedding_points": Int(10),
+}
+
+
+def _flatten(tree, prefix=""):
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _set(tree, dotted, value):
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def validate(raw, keys=None):
+    """Check every leaf of `raw` (a nested dict) against SCHEMA; return the clean nested dict.
+    With `keys`, only leaves under those dotted prefixes are kept, and each prefix must exist."""
+    clean = {}
+    leaves = dict(_flatten(raw))
+    for dotted, value in leaves.items():
+        if keys is not None and not any(dotted == k or dotted.startswith(k + ".") for k in keys):
+            continue
+        if dotted not in SCHEMA:
+            close = difflib.get_close_matches(dotted, SCHEMA, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"params.yaml: unknown key {dotted}{hint}")
+        _set(clean, dotted, SCHEMA[dotted](dotted, value))
+    for key in keys or []:
+        if not any(d == key or d.startswith(key + ".") for d in leaves):
+            raise UserError(f"params.yaml: missing key {key} (dvc.yaml declares it)")
+        missing = [s for s in SCHEMA if s.startswith(key + ".") and s not in leaves]
+        if missing:
+            raise UserError(f"params.yaml: missing key {missing[0]}")
+    return clean
+
+
+def declared_keys(stage, dvc_yaml="dvc.yaml"):
+    """The params a stage lists in dvc.yaml (for a foreach stage `name@item`, its template's list)."""
+    stages = read_yaml(dvc_yaml).get("stages", {})
+    name = stage.split("@")[0]
+    if name not in stages:
+        raise UserError(f"dvc.yaml has no stage {name}; stages: {', '.join(stages)}")
+    entry = stages[name]
+    entry = entry.get("do", entry)
+    keys = []
+    for item in entry.get("params", []):
+        if isinstance(item, str):
+            keys.append(item)
+        elif isinstance(item, dict):  # {params.yaml: [keys]}
+            for names in item.values():
+                keys.extend(names or [])
+    return keys
+
+
+def load_params(stage, root="."):
+    """The validated params that `stage` declares in dvc.yaml, read from params.yaml under root."""
+    root = Path(root)
+    params_file = root / "params.yaml"
+    if not params_file.exists():
+        raise UserError(f"{params_file} not found: run stages from the project's top folder")
+    try:
+        raw = read_yaml(params_file)
+    except yaml.YAMLError as err:
+        raise UserError(f"params.yaml is not valid YAML: {str(err).splitlines()[0]}") from None
+    return validate(raw, declared_keys(stage, root / "dvc.yaml"))

@@ -1,0 +1,130 @@
+"""Synthetic Caltech-101-shaped data, archives of it, and a local HTTP server for download tests."""
+import http.server
+import io
+import os
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+
+# Distinct colours make the synthetic classes linearly separable, so a short run really learns.
+COLOURS = [(220, 40, 40), (40, 200, 60), (50, 80, 230), (230, 200, 40), (200, 60, 210), (40, 210, 210)]
+
+
+def synthetic_image(class_index, rng, size=(48, 40)):
+    base = np.array(COLOURS[class_index % len(COLOURS)], dtype=np.float32)
+    pixels = base + rng.normal(0, 25, size=(size[1], size[0], 3))
+    # a class-specific stripe adds a shape cue besides the colour
+    pixels[:, (class_index * 7) % size[0]::11] = 255 - base
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def make_tree(root, per_class=(12, 12, 12), background=4, extras=True, seed=0):
+    """root/101_ObjectCategories/<class>/image_NNNN.jpg; with extras, one grayscale and one CMYK image,
+    a non-image file and a truncated JPEG, as in the real archive's odd corners."""
+    rng = np.random.default_rng(seed)
+    cats = Path(root) / "101_ObjectCategories"
+    names = [f"class_{i:02d}" for i in range(len(per_class))]
+    for index, (name, count) in enumerate(zip(names, per_class)):
+        folder = cats / name
+        folder.mkdir(parents=True)
+        for n in range(count):
+            synthetic_image(index, rng).save(folder / f"image_{n + 1:04d}.jpg", quality=95)
+    if background:
+        folder = cats / "BACKGROUND_Google"
+        folder.mkdir()
+        for n in range(background):
+            synthetic_image(5, rng).save(folder / f"image_{n + 1:04d}.jpg")
+        if extras:
+            (folder / "tmp").write_bytes(b"not an image at all\n")
+    if extras:
+        synthetic_image(0, rng).convert("L").save(cats / names[0] / "image_0901.jpg")
+        synthetic_image(1, rng).convert("CMYK").save(cats / names[1] / "image_0902.jpg")
+        good = io.BytesIO()
+        synthetic_image(2, rng).save(good, format="JPEG")
+        (cats / names[2] / "image_0903.jpg").write_bytes(good.getvalue()[:200])
+    return cats
+
+
+def make_tar_gz(categories, path):
+    with tarfile.open(path, "w:gz") as tf:
+        tf.add(categories, arcname="101_ObjectCategories")
+    return path
+
+
+def make_official_zip(categories, path):
+    """A zip laid out like the official download: caltech-101/101_ObjectCategories.tar.gz inside."""
+    inner = Path(path).with_name("inner.tar.gz")
+    make_tar_gz(categories, inner)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(inner, "caltech-101/101_ObjectCategories.tar.gz")
+    inner.unlink()
+    return path
+
+
+@pytest.fixture(scope="session")
+def caltech_tree(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp("tree"))
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves one payload with Range support; `cut_first` requests are cut off half-way."""
+    payload = b""
+    cut_first = 0
+    requests = []
+
+    def do_GET(self):
+        type(self).requests.append(self.headers.get("Range"))
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(self.payload) - 1}/{len(self.payload)}")
+        else:
+            self.send_response(200)
+        body = self.payload[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if type(self).cut_first > 0:
+            type(self).cut_first -= 1
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # drop the connection mid-transfer
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    """Start a server on 127.0.0.1; returns serve(payload, cut_first=0) -> URL of the payload."""
+    handler = type("Handler", (_Handler,), {"requests": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def serve(payload, cut_first=0):
+        handler.payload, handler.cut_first = payload, cut_first
+        return f"http://127.0.0.1:{server.server_address[1]}/files/caltech-101.zip?download=1"
+
+    serve.requests = handler.requests
+    yield serve
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def in_dir(tmp_path):
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    yield tmp_path
+    os.chdir(old)
