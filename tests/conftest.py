@@ -128,3 +128,37 @@ def in_dir(tmp_path):
     os.chdir(tmp_path)
     yield tmp_path
     os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """Split and cache of 3 separable synthetic classes: 8 train, 4 val and 6 test images each, 40 px."""
+    from caltech_transfer import split
+    from caltech_transfer.data import build_cache
+
+    root = tmp_path_factory.mktemp("small")
+    cats = make_tree(root / "raw", per_class=(18, 18, 18), background=0, extras=False)
+    split.run(cats, root / "split", {"scheme": "standard", "seed": 0, "train_per_class": 12, "val_per_class": 4,
+                                     "test_per_class": None, "ratios": [0.8, 0.1, 0.1],
+                                     "include_background": False}, workers=1)
+    build_cache(cats, root / "split", root / "cache", image_size=40, workers=1)
+    return root
+
+
+def stage_params(stage, **overrides):
+    """The project's params for `stage`, with dotted-key overrides, validated like a real run."""
+    from caltech_transfer.params import declared_keys, read_yaml, validate
+
+    raw = read_yaml(PROJECT / "params.yaml")
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return validate(raw, declared_keys(stage, PROJECT / "dvc.yaml"))
+
+
+# Small and quick: no pretrained weights, 32 px inputs, fp32, in-process data loading.
+FAST = {"model.weights": "none", "model.input_size": 32, "train.precision": "fp32", "train.workers": 0,
+        "train.channels_last": False}

@@ -141,11 +141,13 @@ def _write_history(history, path):
 
 def train(mode, params, split_dir, cache_dir, checkpoint_path, metrics_dir, log_dir, on_epoch_end=None):
     """Train `mode` and write its best checkpoint, per-epoch history and summary; return the summary.
+    `on_epoch_end(epoch, model)`, when given, is called after each epoch's checkpoints are written.
 
     A resume state (<checkpoint>.resume.pt) written after every epoch lets an interrupted run continue
     where it stopped when it is started again with the same params and data."""
     from torch.utils.tensorboard import SummaryWriter
 
+    started = time.time()
     t = params["train"]
     recipe = t[mode]
     device = resolve_device(t["device"])
@@ -157,7 +159,7 @@ def train(mode, params, split_dir, cache_dir, checkpoint_path, metrics_dir, log_
     torch.manual_seed(t["seed"])
     classes = read_classes(split_dir)
     weights = "none" if mode == "scratch" else params["model"]["weights"]
-    model, prep = build_model(params["model"]["arch"], weights, len(classes))
+    model, prep = build_model(params["model"]["arch"], weights, len(classes), params["model"]["input_size"])
     channels_last = t["channels_last"]
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     groups = configure_mode(mode, model, t)
@@ -204,7 +206,6 @@ def train(mode, params, split_dir, cache_dir, checkpoint_path, metrics_dir, log_
             old.unlink()
     writer = SummaryWriter(log_dir)
     freeze_epochs = recipe.get("freeze_epochs", 0)
-    started = time.time()
     try:
         for epoch in range(state["epoch"], recipe["epochs"]):
             # Seeding per epoch makes shuffling and augmentation of epoch k the same whether or not the
@@ -246,7 +247,7 @@ def train(mode, params, split_dir, cache_dir, checkpoint_path, metrics_dir, log_
                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                              "scaler": scaler.state_dict(), "state": state}, resume_path)
             if on_epoch_end is not None:
-                on_epoch_end(epoch + 1)
+                on_epoch_end(epoch + 1, model)
             if recipe["patience"] and state["since_best"] >= recipe["patience"]:
                 print(f"{mode}: early stop, no better validation accuracy for {recipe['patience']} epochs")
                 break

@@ -152,10 +152,14 @@ def _timm(arch, weights):
     return model, model.num_features, prep
 
 
-def build_model(arch, weights, num_classes):
-    """(Classifier with a fresh `num_classes` head, preprocessing dict that follows the weights)."""
+def build_model(arch, weights, num_classes, input_size=None):
+    """(Classifier with a fresh `num_classes` head, preprocessing dict that follows the weights).
+    `input_size` overrides the weights' input size, keeping their resize/crop ratio."""
     check_arch(arch)
     backbone, in_features, prep = (_timm if arch.startswith(TIMM_PREFIX) else _torchvision)(arch, weights)
+    if input_size:
+        ratio = prep["resize_size"] / prep["input_size"]
+        prep.update(input_size=input_size, resize_size=round(input_size * ratio))
     return Classifier(backbone, nn.Linear(in_features, num_classes), prep["mean"], prep["std"]), prep
 
 

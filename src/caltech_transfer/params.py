@@ -143,6 +143,7 @@ SCHEMA = {
     "cache.image_size": Int(16),
     "model.arch": Str,
     "model.weights": Str,
+    "model.input_size": Optional(Int(16)),
     "augment.crop_scale_min": Float(positive=True),
     "augment.hflip": Bool,
     "augment.color_jitter": Float(),

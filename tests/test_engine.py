@@ -1,0 +1,145 @@
+import copy
+import csv
+
+import pytest
+import torch
+import torchvision
+
+from caltech_transfer import engine
+from caltech_transfer.errors import UserError
+from caltech_transfer.models import build_model
+from conftest import FAST, stage_params
+
+
+def run(mode, data, out, on_epoch_end=None, **overrides):
+    params = stage_params(f"train_{mode}", **{**FAST, **overrides})
+    summary = engine.train(mode, params, data / "split", data / "cache", out / f"{mode}.pt", out / "metrics",
+                           out / "logs", on_epoch_end=on_epoch_end)
+    return summary, torch.load(out / f"{mode}.pt", weights_only=True)
+
+
+def history(out):
+    with open(out / "metrics" / "history.tsv") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def test_trainable_parameters_of_each_mode():
+    t = stage_params("train_finetune")["train"]
+    t.update(stage_params("train_scratch")["train"], **stage_params("train_feature_extract")["train"])
+    model, _ = build_model("resnet18", "none", 3)
+    groups = engine.configure_mode("finetune", model, t)
+    assert [(g["name"], g["lr"]) for g in groups] == [("backbone", 1e-4), ("head", 1e-3)]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.head.parameters()}
+
+    model, _ = build_model("resnet18", "none", 3)
+    groups = engine.configure_mode("feature_extract", model, t)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in model.head.parameters()}
+    assert [g["name"] for g in groups] == ["head"]
+
+    model, _ = build_model("resnet18", "none", 3)
+    groups = engine.configure_mode("scratch", model, t)
+    assert groups[0]["lr"] == 0.02 and all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_feature_extract_leaves_the_backbone_and_its_batchnorm_untouched(small_dataset, tmp_path, augment):
+    pretrained = torchvision.models.resnet18().state_dict()
+    torch.save(pretrained, tmp_path / "pretrained.pth")
+    summary, ckpt = run("feature_extract", small_dataset, tmp_path, **{
+        "model.weights": str(tmp_path / "pretrained.pth"), "train.feature_extract.epochs": 2,
+        "train.feature_extract.augment": augment})
+    backbone = {k: v for k, v in pretrained.items() if not k.startswith("fc.")}
+    assert any(k.endswith("running_mean") for k in backbone)
+    for key, value in backbone.items():  # weights and BatchNorm running statistics alike
+        assert torch.equal(ckpt["state_dict"][f"backbone.{key}"], value), key
+    assert summary["best_val_accuracy"] > 0
+
+
+def test_short_finetune_really_learns(small_dataset, tmp_path):
+    summary, ckpt = run("finetune", small_dataset, tmp_path, **{
+        "train.finetune.epochs": 6, "train.finetune_lr": 1e-3, "train.head_lr": 1e-3,
+        "train.finetune.batch_size": 4})  # small batches: enough steps for BatchNorm statistics to settle
+    assert summary["best_val_accuracy"] >= 0.9  # chance is 1/3
+    rows = history(tmp_path)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert float(rows[0]["lr_backbone"]) <= 1e-3 and "lr_head" in rows[0]
+    assert ckpt["classes"] == ["class_00", "class_01", "class_02"] and ckpt["arch"] == "resnet18"
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "finetune.resume.pt").exists()
+
+
+def test_checkpoint_holds_the_best_validation_epoch_not_the_last(small_dataset, tmp_path):
+    snapshots = {}
+
+    def sabotage_last_epoch(epoch, model):
+        snapshots[epoch] = copy.deepcopy(model.state_dict())
+        if epoch == 2:  # from here on the model predicts the reverse of what it learned
+            with torch.no_grad():
+                model.head.weight.mul_(-10)
+                model.head.bias.mul_(-10)
+
+    summary, ckpt = run("finetune", small_dataset, tmp_path, on_epoch_end=sabotage_last_epoch, **{
+        "train.finetune.epochs": 3, "train.finetune_lr": 0.0, "train.head_lr": 3e-3, "train.finetune.scheduler": "none",
+        "train.finetune.batch_size": 12})
+    rows = history(tmp_path)
+    accuracies = [float(r["val_accuracy"]) for r in rows]
+    assert accuracies[2] < max(accuracies[:2])
+    best = ckpt["best_epoch"]
+    assert best == 1 + accuracies.index(max(accuracies)) and best != 3
+    for key, value in snapshots[best].items():
+        assert torch.equal(ckpt["state_dict"][key], value), key
+    assert not torch.equal(ckpt["state_dict"]["head.weight"], snapshots[3]["head.weight"])
+
+
+def test_interrupted_run_resumes_to_the_same_weights(small_dataset, tmp_path):
+    settings = {"train.scratch.epochs": 3, "train.scratch.batch_size": 8, "train.scratch.lr": 0.05}
+    final = {}
+    run("scratch", small_dataset, tmp_path / "straight", lambda e, m: final.update(straight=copy.deepcopy(m.state_dict())),
+        **settings)
+
+    def crash_after_first_epoch(epoch, model):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run("scratch", small_dataset, tmp_path / "resumed", crash_after_first_epoch, **settings)
+    assert (tmp_path / "resumed" / "scratch.resume.pt").exists()
+    epochs_seen = []
+
+    def keep(epoch, model):
+        epochs_seen.append(epoch)
+        final["resumed"] = copy.deepcopy(model.state_dict())
+
+    run("scratch", small_dataset, tmp_path / "resumed", keep, **settings)
+    assert epochs_seen == [2, 3]
+    for key, value in final["straight"].items():
+        assert torch.equal(final["resumed"][key], value), key
+    assert learning_curves(tmp_path / "straight") == learning_curves(tmp_path / "resumed")
+
+
+def learning_curves(out):
+    timing = ("epoch_seconds", "images_per_second")
+    return [{k: v for k, v in row.items() if k not in timing} for row in history(out)]
+
+
+def test_nan_loss_stops_with_a_message(small_dataset, tmp_path):
+    with pytest.raises(UserError, match="the loss became (nan|inf).*lower the learning rate"):
+        run("scratch", small_dataset, tmp_path, **{"train.scratch.lr": 1e30, "train.scratch.epochs": 2,
+                                                   "train.scratch.optimizer": "sgd", "train.scratch.batch_size": 8})
+
+
+def test_cuda_without_a_gpu_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(UserError, match="no GPU"):
+        engine.resolve_device("cuda")
+
+
+def test_schedules():
+    recipe = {"epochs": 2, "warmup_steps": 2, "scheduler": "cosine", "min_lr": 0.1, "gamma": 0.5, "step_size": 1}
+    factor = engine.lr_factor(recipe, steps_per_epoch=5, base_lr=1.0)
+    assert [round(factor(s), 3) for s in (0, 1, 2, 10)] == [0.5, 1.0, 1.0, 0.1]
+    step = engine.lr_factor({**recipe, "scheduler": "step", "warmup_steps": 0}, 5, 1.0)
+    assert [step(s) for s in (0, 4, 5, 9)] == [1.0, 1.0, 0.5, 0.5]

@@ -1,0 +1,78 @@
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from caltech_transfer.errors import UserError
+from caltech_transfer.models import build_model, load_classifier, save_checkpoint
+
+
+@pytest.mark.parametrize("arch,features", [("resnet18", 512), ("alexnet", 4096), ("timm/tf_efficientnet_lite0", 1280)])
+def test_head_is_replaced_for_each_family(arch, features):
+    model, prep = build_model(arch, "none", 7)
+    assert isinstance(model.head, nn.Linear) and model.head.in_features == features and model.head.out_features == 7
+    assert not [m for m in model.backbone.modules() if isinstance(m, nn.Linear) and m.out_features == 1000]
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    assert model.eval()(images).shape == (2, 7)
+    assert model.features(images).shape == (2, features)
+
+
+def test_preprocessing_follows_the_weights():
+    _, tv = build_model("resnet18", "none", 3)
+    assert (tv["input_size"], tv["resize_size"], tv["interpolation"]) == (224, 256, "bilinear")
+    _, lite = build_model("timm/tf_efficientnet_lite0", "none", 3)
+    assert lite["mean"] == [0.5, 0.5, 0.5] and lite["interpolation"] == "bicubic"
+    _, small = build_model("resnet18", "none", 3, input_size=112)
+    assert (small["input_size"], small["resize_size"]) == (112, 128)
+
+
+def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    reference = torchvision.models.resnet18().state_dict()  # stands in for the real file, same name and keys
+    cached = tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    torch.save(reference, cached)
+    model, _ = build_model("resnet18", "imagenet", 5)
+    assert torch.equal(model.backbone.conv1.weight, reference["conv1.weight"])
+    assert torch.equal(model.backbone.layer4[1].bn2.running_var, reference["layer4.1.bn2.running_var"])
+    assert model.head.out_features == 5
+
+
+def test_unreachable_imagenet_weights_say_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("network is unreachable")))
+    with pytest.raises(UserError, match=r"put that file at .*hub/checkpoints/resnet18-.*\.pth.*model.weights"):
+        build_model("resnet18", "imagenet", 5)
+
+
+def test_local_weights_file_with_a_1000_class_head(tmp_path):
+    reference = torchvision.models.resnet18().state_dict()
+    assert reference["fc.weight"].shape[0] == 1000
+    torch.save(reference, tmp_path / "resnet18.pth")
+    model, _ = build_model("resnet18", str(tmp_path / "resnet18.pth"), 9)
+    assert torch.equal(model.backbone.conv1.weight, reference["conv1.weight"])
+    assert model.head.out_features == 9
+
+
+def test_weights_file_of_another_architecture_is_refused(tmp_path):
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet.pth")
+    with pytest.raises(UserError, match="do not fit this architecture"):
+        build_model("resnet18", str(tmp_path / "alexnet.pth"), 3)
+
+
+@pytest.mark.parametrize("arch,hint", [("resnet181", "resnet18"), ("alexnett", "alexnet"),
+                                       ("timm/tf_efficientnet_lite", "timm/tf_efficientnet_lite0")])
+def test_unknown_architecture_names_close_matches(arch, hint):
+    with pytest.raises(UserError, match=f"close matches: .*{hint}"):
+        build_model(arch, "none", 3)
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    model, prep = build_model("resnet18", "none", 4)
+    save_checkpoint({"state_dict": model.state_dict(), "arch": "resnet18", "classes": list("abcd"),
+                     "preprocessing": prep}, tmp_path / "m.pt")
+    loaded, ckpt = load_classifier(tmp_path / "m.pt")
+    assert ckpt["classes"] == list("abcd")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

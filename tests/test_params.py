@@ -1,0 +1,66 @@
+import shutil
+
+import pytest
+
+from caltech_transfer.errors import UserError
+from caltech_transfer.params import load_params, read_yaml, validate
+from conftest import PROJECT
+
+
+@pytest.fixture
+def project(tmp_path):
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(PROJECT / name, tmp_path / name)
+    return tmp_path
+
+
+def set_line(project, old, new):
+    path = project / "params.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_float_written_by_dvc_exp_run_stays_a_float(project):
+    set_line(project, "finetune_lr: 1.0e-4", "finetune_lr: 1e-05")
+    value = load_params("train_finetune", project)["train"]["finetune_lr"]
+    assert isinstance(value, float) and value == 1e-5
+    assert read_yaml(project / "params.yaml")["train"]["finetune_lr"] == 1e-5
+
+
+def test_each_stage_gets_only_its_declared_keys(project):
+    finetune = load_params("train_finetune", project)
+    assert set(finetune["train"]) == {"seed", "device", "precision", "channels_last", "workers", "finetune_lr",
+                                      "head_lr", "finetune"}
+    assert "scratch" not in finetune["train"] and "split" not in finetune
+    assert set(load_params("split", project)) == {"split"}
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("  seed: 0\n  train_per_class", "  seed: 0\n  trian_per_class", "unknown key split.trian_per_class; did you mean split.train_per_class"),
+    ("train_per_class: 30", "train_per_class: -3", "split.train_per_class = -3 is not valid: expected a whole number >= 1"),
+    ("train_per_class: 30", "train_per_class: thirty", "expected a whole number"),
+    ("include_background: false", "include_background: 1", "expected true or false"),
+    ("scheme: standard", "scheme: random", "expected one of standard, ratio"),
+])
+def test_bad_values_are_refused_with_one_line(project, old, new, message):
+    set_line(project, old, new)
+    with pytest.raises(UserError) as err:
+        load_params("split", project)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_negative_learning_rate_is_refused(project):
+    set_line(project, "finetune_lr: 1.0e-4", "finetune_lr: -1e-4")
+    with pytest.raises(UserError, match="train.finetune_lr = -0.0001 is not valid: expected a number >= 0"):
+        load_params("train_finetune", project)
+
+
+def test_string_number_is_read_as_float():
+    assert validate({"train": {"head_lr": "1e-3"}})["train"]["head_lr"] == 1e-3
+
+
+def test_every_declared_key_in_dvc_yaml_is_in_params_yaml():
+    stages = read_yaml(PROJECT / "dvc.yaml")["stages"]
+    for name in stages:
+        load_params(name, PROJECT)
