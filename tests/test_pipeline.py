@@ -1,0 +1,120 @@
+"""End to end: the real dvc.yaml in a fresh temporary copy of the repository, on synthetic data, on CPU."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+import yaml
+
+from caltech_transfer.params import read_yaml
+from conftest import PROJECT, make_tree
+
+SETTINGS = {
+    "download.checksum": "", "download.inner_checksum": "",
+    "split.train_per_class": 12, "split.val_per_class": 4,
+    "cache.image_size": 40,
+    "model.input_size": 32,
+    "train.precision": "fp32", "train.workers": 0, "train.channels_last": False,
+    "train.finetune.epochs": 2, "train.finetune.batch_size": 8, "train.finetune.scheduler": "none",
+    "train.scratch.epochs": 2, "train.scratch.batch_size": 8,
+    "train.feature_extract.epochs": 2, "train.feature_extract.batch_size": 8,
+    "evaluate.batch_size": 16,
+    "plot.embedding": "pca", "plot.embedding_points": 100, "plot.mistakes": 4,
+}
+
+
+def sh(repo, *args, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        pytest.fail(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def dvc(repo, *args, check=True):
+    return sh(repo, sys.executable, "-m", "dvc", *args, check=check)
+
+
+def ran(output):
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A fresh copy of the committed project, pointed at synthetic data and small settings."""
+    root = tmp_path_factory.mktemp("pipeline")
+    repo = root / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=PROJECT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files + ["params.yaml", "dvc.yaml"]:
+        if (PROJECT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT / name, repo / name)
+    tree = make_tree(root / "source", per_class=(18, 18, 18), background=3, extras=True)
+    torch.save(torchvision.models.resnet18().state_dict(), root / "pretrained.pth")
+    params = read_yaml(repo / "params.yaml")
+    for dotted, value in {**SETTINGS, "download.source": str(tree.parent),
+                          "model.weights": str(root / "pretrained.pth")}.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(repo, "git", "init", "-q")
+    if not (repo / ".dvc").exists():
+        dvc(repo, "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "synthetic setup")
+    return repo
+
+
+def test_repro_runs_every_stage_then_nothing(repo):
+    first = dvc(repo, "repro")
+    assert ran(first.stdout) == {"download", "split", "cache", "train_finetune", "train_scratch",
+                                 "train_feature_extract", "evaluate@finetune", "evaluate@scratch",
+                                 "evaluate@feature_extract", "plot"}
+    second = dvc(repo, "repro")
+    assert ran(second.stdout) == set()
+    assert "Data and pipelines are up to date" in second.stdout
+    summary = json.loads((repo / "data" / "split" / "summary.json").read_text())
+    assert (summary["classes"], summary["train"], summary["val"]) == (3, 24, 12)
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline run")
+
+
+def test_metrics_and_plots_are_declared(repo):
+    shown = json.loads(dvc(repo, "metrics", "show", "--json").stdout)
+    files = next(iter(shown.values()))["data"]
+    for mode in ("finetune", "scratch", "feature_extract"):
+        assert "mean_per_class_accuracy" in files[f"metrics/{mode}/test.json"]["data"]
+        assert "best_val_accuracy" in files[f"metrics/{mode}/train.json"]["data"]
+    plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)
+    names = set(plots.get("data", plots))
+    for expected in ("Validation accuracy", "Test confusion matrix", "plots/curves.png", "plots/embedding.png"):
+        assert any(expected in name for name in names), (expected, names)
+    table = dvc(repo, "exp", "show", "--csv").stdout.splitlines()
+    assert "train.finetune_lr" in table[0] and "mean_per_class_accuracy" in table[0]
+
+
+def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
+    result = dvc(repo, "exp", "run", "-S", "train.finetune_lr=1e-5")
+    assert ran(result.stdout) == {"train_finetune", "evaluate@finetune", "plot"}
+    for skipped in ("train_scratch", "train_feature_extract", "evaluate@scratch", "evaluate@feature_extract"):
+        assert f"Stage '{skipped}' didn't change, skipping" in result.stdout
+    ckpt = torch.load(repo / "models" / "finetune.pt", weights_only=True)
+    assert type(ckpt["params"]["train"]["finetune_lr"]) is float and ckpt["params"]["train"]["finetune_lr"] == 1e-5
+    history = (repo / "metrics" / "finetune" / "history.tsv").read_text().splitlines()
+    lr_column = history[0].split("\t").index("lr_backbone")
+    assert {float(row.split("\t")[lr_column]) for row in history[1:]} == {1e-5}
+
+    diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)
+    changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
+    assert "metrics/finetune/train.json" in changed
+    assert not {p for p in changed if "scratch" in p or "feature_extract" in p}
