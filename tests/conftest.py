@@ -50,6 +50,7 @@ def make_tree(root, per_class=(12, 12, 12), background=4, extras=True, seed=0):
         good = io.BytesIO()
         synthetic_image(2, rng).save(good, format="JPEG")
         (cats / names[2] / "image_0903.jpg").write_bytes(good.getvalue()[:200])
+        (cats / names[1] / "image_0904.jpg").write_text("a text file with an image name\n")
     return cats
 
 

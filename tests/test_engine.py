@@ -70,6 +70,17 @@ def test_short_finetune_really_learns(small_dataset, tmp_path):
     assert not (tmp_path / "finetune.resume.pt").exists()
 
 
+def test_two_phase_finetune_trains_the_head_alone_first(small_dataset, tmp_path):
+    pretrained = torchvision.models.resnet18().state_dict()
+    torch.save(pretrained, tmp_path / "pretrained.pth")
+    backbones = {}
+    run("finetune", small_dataset, tmp_path, lambda e, m: backbones.update({e: copy.deepcopy(m.backbone.state_dict())}),
+        **{"model.weights": str(tmp_path / "pretrained.pth"), "train.finetune.freeze_epochs": 1,
+           "train.finetune.epochs": 2, "train.finetune.batch_size": 12})
+    assert all(torch.equal(backbones[1][k], pretrained[k]) for k in backbones[1])  # BatchNorm statistics too
+    assert not torch.equal(backbones[2]["conv1.weight"], pretrained["conv1.weight"])
+
+
 def test_checkpoint_holds_the_best_validation_epoch_not_the_last(small_dataset, tmp_path):
     snapshots = {}
 

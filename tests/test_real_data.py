@@ -37,7 +37,7 @@ def test_background_included_reports_the_non_image(real):
     summary = split.run(categories, root / "split_bg", params, workers=2)
     assert summary["classes"] == 102
     assert summary["skipped_files"] == ["BACKGROUND_Google/tmp"]
-    assert "BACKGROUND_Google/tmp,not an image" in (root / "split_bg" / "skipped.csv").read_text()
+    assert "BACKGROUND_Google/tmp,not an image file" in (root / "split_bg" / "skipped.csv").read_text()
 
 
 @pytest.mark.skipif(not WEIGHTS.exists(), reason="../shared/weights is not here")

@@ -69,8 +69,10 @@ def test_background_excluded_by_default_and_included_on_request(caltech_tree, tm
 def test_corrupt_and_non_image_files_are_skipped_and_reported(caltech_tree, tmp_path):
     run_split(caltech_tree, tmp_path, include_background=True, train_per_class=3, val_per_class=1)
     report = {r["path"]: r["reason"] for r in rows(tmp_path, "skipped")}
-    assert set(report) == {"BACKGROUND_Google/tmp", "class_02/image_0903.jpg"}
-    assert report["BACKGROUND_Google/tmp"] == "not an image"
+    assert set(report) == {"BACKGROUND_Google/tmp", "class_02/image_0903.jpg", "class_01/image_0904.jpg"}
+    assert report["BACKGROUND_Google/tmp"] == "not an image file (no image suffix)"
+    assert report["class_01/image_0904.jpg"] == "not an image (unrecognised content)"
+    assert report["class_02/image_0903.jpg"].startswith("cannot decode")
     listed = {r["path"] for name in split.SPLITS for r in rows(tmp_path, name)}
     assert not listed & set(report)
     assert {"class_00/image_0901.jpg", "class_01/image_0902.jpg"} <= listed  # grayscale and CMYK kept

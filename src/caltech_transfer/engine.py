@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .data import CachedImages, eval_transform, make_loader, train_transform
 from .errors import UserError
-from .models import build_model, save_checkpoint
+from .models import build_model, check_arch, save_checkpoint
 from .split import read_classes
 
 MODES = ("finetune", "scratch", "feature_extract")
@@ -150,6 +150,7 @@ def train(mode, params, split_dir, cache_dir, checkpoint_path, metrics_dir, log_
     started = time.time()
     t = params["train"]
     recipe = t[mode]
+    check_arch(params["model"]["arch"])  # before any data is read, so a typo fails at once
     device = resolve_device(t["device"])
     amp_dtype = autocast_dtype(t["precision"], device)
     checkpoint_path, metrics_dir = Path(checkpoint_path), Path(metrics_dir)

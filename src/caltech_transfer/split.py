@@ -12,16 +12,21 @@ from .errors import UserError
 
 BACKGROUND = "BACKGROUND_Google"
 SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
 
 def check_image(path):
-    """None when the file decodes as an image, else the reason it is skipped."""
+    """None when the file is an image that decodes, else the reason it is skipped.
+    A file without an image suffix is skipped whatever its content (the real archive's
+    BACKGROUND_Google/tmp is a stray JPEG copy, not one of the dataset's images)."""
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        return "not an image file (no image suffix)"
     try:
         with Image.open(path) as img:
             img.load()
         return None
     except Image.UnidentifiedImageError:
-        return "not an image"
+        return "not an image (unrecognised content)"
     except Exception as err:  # truncated or corrupt files raise a variety of errors
         return f"cannot decode: {err}".splitlines()[0]
 
