@@ -1,17 +1,15 @@
 """DVC stage `evaluate@<mode>`: `python stages/evaluate.py <mode>` scores models/<mode>.pt on the test split."""
 import sys
 
-from caltech_transfer.engine import MODES
-from caltech_transfer.errors import UserError, cli
+from caltech_transfer.engine import mode_argument
+from caltech_transfer.errors import cli
 from caltech_transfer.evaluate import evaluate
 from caltech_transfer.params import load_params
 
 
 @cli
 def main():
-    mode = sys.argv[1] if len(sys.argv) == 2 else None
-    if mode not in MODES:
-        raise UserError(f"usage: python stages/evaluate.py {{{'|'.join(MODES)}}}")
+    mode = mode_argument(sys.argv)
     p = load_params(f"evaluate@{mode}")
     t = p["train"]
     evaluate(f"models/{mode}.pt", "data/split", "data/cache", f"metrics/{mode}", p["evaluate"]["batch_size"],

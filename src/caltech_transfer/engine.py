@@ -27,6 +27,13 @@ from .split import read_classes
 MODES = ("finetune", "scratch", "feature_extract")
 
 
+def mode_argument(argv):
+    """The mode named on a stage script's command line, e.g. `python stages/train.py finetune`."""
+    if len(argv) != 2 or argv[1] not in MODES:
+        raise UserError(f"usage: python {argv[0]} {{{'|'.join(MODES)}}}")
+    return argv[1]
+
+
 def resolve_device(name):
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("train.device is cuda but no GPU is visible to torch; set train.device: auto or cpu")
