@@ -222,6 +222,7 @@ def train(mode, params, split_dir, cache_dir, checkpoint_path, metrics_dir, log_
             generator.manual_seed(t["seed"] * 100_003 + epoch)
             backbone_frozen = mode == "feature_extract" or epoch < freeze_epochs
             _set_trainable(model, net, backbone_frozen)
+            lrs = {f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups}  # as the epoch starts
             tic = time.time()
             train_loss, train_acc, seen = _train_one_epoch(
                 net, train_loader, criterion, optimizer, scheduler, scaler, device, amp_dtype,
@@ -233,7 +234,7 @@ def train(mode, params, split_dir, cache_dir, checkpoint_path, metrics_dir, log_
             seconds = time.time() - tic
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
                    "val_loss": val_loss, "val_accuracy": val_acc,
-                   **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups},
+                   **lrs,
                    "epoch_seconds": seconds, "images_per_second": seen / seconds}
             state["history"].append(row)
             best = state["best"]
