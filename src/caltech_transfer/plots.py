@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -36,6 +37,7 @@ def curves(histories, path):
             ax.plot(epochs, [float(r[f"val_{metric}"]) for r in rows], "-", color=COLOURS[mode],
                     label=f"{mode} val")
     for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set(xlabel="epoch", ylabel=metric, title=f"Training and validation {metric}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
