@@ -147,19 +147,18 @@ def small_dataset(tmp_path_factory):
 
 
 def stage_params(stage, **overrides):
-    """The project's params for `stage`, with dotted-key overrides, validated like a real run."""
-    from caltech_transfer.params import declared_keys, read_yaml, validate
+    """The params of `stage` from the tests' own params file (never the tuned defaults of params.yaml),
+    with dotted-key overrides, validated like a real run."""
+    from caltech_transfer.params import declared_keys, read_yaml, set_dotted, validate
 
-    raw = read_yaml(PROJECT / "params.yaml")
+    raw = read_yaml(Path(__file__).with_name("params.yaml"))
     for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        set_dotted(raw, dotted, value)
     return validate(raw, declared_keys(stage, PROJECT / "dvc.yaml"))
 
 
-# Small and quick: no pretrained weights, 32 px inputs, fp32, in-process data loading.
-FAST = {"model.weights": "none", "model.input_size": 32, "train.precision": "fp32", "train.workers": 0,
-        "train.channels_last": False}
+def data_paths(data, out, mode):
+    """engine.Paths for a run on `data` (split/ and cache/) writing under `out`."""
+    from caltech_transfer.engine import Paths
+
+    return Paths(data / "split", data / "cache", out / f"{mode}.pt", out / "metrics", out / "logs")

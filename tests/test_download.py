@@ -71,14 +71,20 @@ def test_local_sources(kind, official_zip, caltech_tree, tmp_path):
     assert image_count(out) == image_count(caltech_tree)
 
 
+# Extraction happens in tmp_path/data/.raw-tmp-*/staging, so a member three (zip) or four (tar, after its
+# folder) levels up would land right in tmp_path, outside the temporary folder that is deleted afterwards.
+def escaped(tmp_path):
+    return [p for p in tmp_path.rglob("escaped.txt")] + [p for p in tmp_path.parent.glob("escaped.txt")]
+
+
 def test_zip_slip_is_refused(tmp_path):
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("101_ObjectCategories/a/image_0001.jpg", b"x")
-        zf.writestr("../../escaped.txt", b"gotcha")
+        zf.writestr("../../../escaped.txt", b"gotcha")
     with pytest.raises(UserError, match="refusing to extract evil.zip.*outside"):
         run(evil, tmp_path)
-    assert not (tmp_path.parent / "escaped.txt").exists()
+    assert not escaped(tmp_path)
     assert not (tmp_path / "data" / "raw").exists()
 
 
@@ -90,11 +96,11 @@ def _tar_with(tmp_path, member):
 
 
 def test_tar_member_with_dotdot_is_refused(tmp_path):
-    member = tarfile.TarInfo("101_ObjectCategories/../../escaped.txt")
+    member = tarfile.TarInfo("101_ObjectCategories/../../../../escaped.txt")
     member.size = 6
     with pytest.raises(UserError, match="refusing to extract.*outside the target folder"):
         run(_tar_with(tmp_path, member), tmp_path)
-    assert not (tmp_path.parent / "escaped.txt").exists()
+    assert not escaped(tmp_path)
 
 
 def test_tar_link_pointing_outside_is_refused(tmp_path):
@@ -102,6 +108,43 @@ def test_tar_link_pointing_outside_is_refused(tmp_path):
     member.type, member.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
     with pytest.raises(UserError, match="links to"):
         run(_tar_with(tmp_path, member), tmp_path)
+
+
+def test_truncated_tar_gz_is_one_line(caltech_tree, tmp_path):
+    whole = make_tar_gz(caltech_tree, tmp_path / "whole.tar.gz").read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UserError, match="cut.tar.gz is damaged or truncated") as err:
+        run(tmp_path / "cut.tar.gz", tmp_path)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "data" / "raw").exists() and not list((tmp_path / "data").glob(".raw-tmp-*"))
+
+
+def test_zip_with_a_bad_crc_is_one_line(tmp_path):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("101_ObjectCategories/a/image_0001.jpg", b"pixels" * 100)
+    data = bytearray(bad.read_bytes())
+    data[data.index(b"pixels") + 10] ^= 0xFF  # one flipped byte in the stored file
+    bad.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="bad.zip is damaged or truncated.*CRC"):
+        run(bad, tmp_path)
+    assert not (tmp_path / "data" / "raw").exists()
+
+
+def test_folder_source_never_follows_links(caltech_tree, tmp_path):
+    import shutil
+
+    source = tmp_path / "source" / "101_ObjectCategories"
+    shutil.copytree(caltech_tree, source)
+    private = tmp_path / "home"
+    (private / "secrets").mkdir(parents=True)
+    (private / "secrets" / "id_rsa.jpg").write_bytes(b"private key")
+    (source / "class_00" / "home").symlink_to(private, target_is_directory=True)
+    (source / "class_01" / "image_9999.jpg").symlink_to(private / "secrets" / "id_rsa.jpg")
+    out = run(source, tmp_path)
+    copied = [p.relative_to(out).as_posix() for p in out.rglob("*")]
+    assert not [p for p in copied if "home" in p or "image_9999" in p or "id_rsa" in p]
+    assert image_count(out) == image_count(caltech_tree)
 
 
 def test_archive_without_categories_is_refused(tmp_path):

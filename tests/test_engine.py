@@ -8,13 +8,14 @@ import torchvision
 from caltech_transfer import engine
 from caltech_transfer.errors import UserError
 from caltech_transfer.models import build_model
-from conftest import FAST, stage_params
+from caltech_transfer.modes import param_groups
+from caltech_transfer.runtime import resolve_device
+from conftest import data_paths, stage_params
 
 
 def run(mode, data, out, on_epoch_end=None, **overrides):
-    params = stage_params(f"train_{mode}", **{**FAST, **overrides})
-    summary = engine.train(mode, params, data / "split", data / "cache", out / f"{mode}.pt", out / "metrics",
-                           out / "logs", on_epoch_end=on_epoch_end)
+    params = stage_params(f"train_{mode}", **overrides)
+    summary = engine.train(mode, params, data_paths(data, out, mode), on_epoch_end=on_epoch_end)
     return summary, torch.load(out / f"{mode}.pt", weights_only=True)
 
 
@@ -24,23 +25,23 @@ def history(out):
 
 
 def test_trainable_parameters_of_each_mode():
-    t = stage_params("train_finetune")["train"]
-    t.update(stage_params("train_scratch")["train"], **stage_params("train_feature_extract")["train"])
+    t = {"finetune_lr": 2e-4, "head_lr": 3e-3, "scratch_lr": 0.05, "feature_extract_lr": 7e-3}
     model, _ = build_model("resnet18", "none", 3)
-    groups = engine.configure_mode("finetune", model, t)
-    assert [(g["name"], g["lr"]) for g in groups] == [("backbone", 1e-4), ("head", 1e-3)]
+    groups = param_groups("finetune", model, t)
+    assert [(g["name"], g["lr"]) for g in groups] == [("backbone", 2e-4), ("head", 3e-3)]
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.head.parameters()}
 
     model, _ = build_model("resnet18", "none", 3)
-    groups = engine.configure_mode("feature_extract", model, t)
+    groups = param_groups("feature_extract", model, t)
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable == {id(p) for p in model.head.parameters()}
-    assert [g["name"] for g in groups] == ["head"]
+    assert [(g["name"], g["lr"]) for g in groups] == [("head", 7e-3)]
 
     model, _ = build_model("resnet18", "none", 3)
-    groups = engine.configure_mode("scratch", model, t)
-    assert groups[0]["lr"] == 0.02 and all(p.requires_grad for p in model.parameters())
+    groups = param_groups("scratch", model, t)
+    assert {g["lr"] for g in groups} == {0.05} and all(p.requires_grad for p in model.parameters())
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -67,7 +68,9 @@ def test_short_finetune_really_learns(small_dataset, tmp_path):
     assert summary["best_val_accuracy"] >= 0.9  # chance is 1/3
     rows = history(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert float(rows[0]["lr_backbone"]) <= 1e-3 and "lr_head" in rows[0]
+    # cosine from 1e-3: the first epoch starts at the full rate, later ones lower, never below 0
+    lrs = [float(r["lr_backbone"]) for r in rows]
+    assert lrs[0] == pytest.approx(1e-3) and all(a > b > 0 for a, b in zip(lrs, lrs[1:]))
     assert ckpt["classes"] == ["class_00", "class_01", "class_02"] and ckpt["arch"] == "resnet18"
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
     assert not (tmp_path / "finetune.resume.pt").exists()
@@ -108,7 +111,7 @@ def test_checkpoint_holds_the_best_validation_epoch_not_the_last(small_dataset, 
 
 
 def test_interrupted_run_resumes_to_the_same_weights(small_dataset, tmp_path):
-    settings = {"train.scratch.epochs": 3, "train.scratch.batch_size": 8, "train.scratch.lr": 0.05}
+    settings = {"train.scratch.epochs": 3, "train.scratch.batch_size": 8, "train.scratch_lr": 0.05}
     final = {}
     run("scratch", small_dataset, tmp_path / "straight", lambda e, m: final.update(straight=copy.deepcopy(m.state_dict())),
         **settings)
@@ -140,7 +143,7 @@ def learning_curves(out):
 
 def test_nan_loss_stops_with_a_message(small_dataset, tmp_path):
     with pytest.raises(UserError, match="the loss became (nan|inf).*lower the learning rate"):
-        run("scratch", small_dataset, tmp_path, **{"train.scratch.lr": 1e30, "train.scratch.epochs": 2,
+        run("scratch", small_dataset, tmp_path, **{"train.scratch_lr": 1e30, "train.scratch.epochs": 2,
                                                    "train.scratch.optimizer": "sgd", "train.scratch.batch_size": 8})
 
 
@@ -148,7 +151,7 @@ def test_cuda_without_a_gpu_is_refused():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(UserError, match="no GPU"):
-        engine.resolve_device("cuda")
+        resolve_device("cuda")
 
 
 def test_schedules():

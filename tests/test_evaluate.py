@@ -1,4 +1,3 @@
-import hashlib
 import json
 
 import numpy as np
@@ -8,11 +7,12 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from caltech_transfer import engine
-from caltech_transfer.evaluate import compute_metrics, evaluate
+from caltech_transfer.evaluate import evaluate
+from caltech_transfer.metrics import compute_metrics
 from caltech_transfer.plots import make_all
 from caltech_transfer.predict import main as predict_main, predict
 from caltech_transfer.split import read_manifest
-from conftest import FAST, stage_params
+from conftest import data_paths, stage_params
 
 
 def test_metrics_equal_scikit_learn():
@@ -33,22 +33,42 @@ def test_metrics_equal_scikit_learn():
     assert summary["top1_accuracy"] != summary["mean_per_class_accuracy"]
 
 
+RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False}
+
+
 @pytest.fixture(scope="module")
 def trained(small_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
-    params = stage_params("train_finetune", **{**FAST, "train.finetune.epochs": 6, "train.finetune.batch_size": 4,
+    params = stage_params("train_finetune", **{"train.finetune.epochs": 6, "train.finetune.batch_size": 4,
                                                 "train.finetune_lr": 1e-3, "train.head_lr": 1e-3})
-    engine.train("finetune", params, small_dataset / "split", small_dataset / "cache", out / "models" / "finetune.pt",
-                 out / "metrics" / "finetune", out / "logs")
+    paths = data_paths(small_dataset, out / "models", "finetune")
+    paths.metrics = out / "metrics" / "finetune"
+    engine.train("finetune", params, paths)
     return out
 
 
-def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained):
+def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained, monkeypatch):
+    import caltech_transfer.data
+    import caltech_transfer.evaluate as evaluate_module
+
     checkpoint = trained / "models" / "finetune.pt"
-    before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    saved = torch.load(checkpoint, weights_only=True)["state_dict"]
+    seen = {"splits": set(), "models": []}
+    real_open, real_load = caltech_transfer.data.open_cache, evaluate_module.load_classifier
+    monkeypatch.setattr(caltech_transfer.data, "open_cache",
+                        lambda c, s, split: seen["splits"].add(split) or real_open(c, s, split))
+    def spy_load(*args):
+        model, ckpt = real_load(*args)
+        seen["models"].append(model)
+        return model, ckpt
+
+    monkeypatch.setattr(evaluate_module, "load_classifier", spy_load)
+    monkeypatch.setattr(torch.Tensor, "backward", lambda *a, **k: pytest.fail("evaluate ran a backward pass"))
     summary = evaluate(checkpoint, small_dataset / "split", small_dataset / "cache", trained / "metrics" / "finetune",
-                       batch_size=8, precision="fp32", channels_last=False)
-    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before
+                       RUNTIME, batch_size=8)
+    assert seen["splits"] == {"test"}
+    after = seen["models"][0].state_dict()  # weights and BatchNorm statistics as they were trained
+    assert all(torch.equal(after[k], v) for k, v in saved.items())
     out = trained / "metrics" / "finetune"
     assert json.loads((out / "test.json").read_text()) == summary
     assert summary["images"] == 18 and summary["mean_per_class_accuracy"] >= 0.9
@@ -57,22 +77,54 @@ def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained)
     assert predictions[0] == "path,true_class,predicted_class,confidence,top5_classes,top5_probabilities"
     assert [line.split(",")[0] for line in predictions[1:]] == test_paths
     confusion = (out / "confusion.csv").read_text().splitlines()
-    assert confusion[0] == "actual,predicted" and confusion[1].split(",")[0].startswith("class_")
+    assert confusion[0] == "path,actual,predicted"
+    assert [line.split(",")[0] for line in confusion[1:]] == test_paths
+    assert all(line.split(",")[1] == line.split("/")[0] for line in confusion[1:])  # the true class of that image
     assert np.load(out / "features.npy").shape == (18, 512)
 
 
-def test_every_png_exists_decodes_and_is_not_blank(small_dataset, trained):
+def test_every_png_draws_its_data(small_dataset, trained, tmp_path):
+    """Each figure changes when the numbers it plots change: a figure whose data went missing would not."""
+    import shutil
+
     evaluate(trained / "models" / "finetune.pt", small_dataset / "split", small_dataset / "cache",
-             trained / "metrics" / "finetune", batch_size=8, precision="fp32", channels_last=False)
-    written = make_all(trained / "metrics", small_dataset / "split", small_dataset / "cache", trained / "plots",
-                       stage_params("plot")["plot"])
-    names = {p.name for p in written}
-    assert names == {"curves.png", "comparison.png", "confusion_finetune.png", "per_class_accuracy.png",
-                     "mistakes.png", "embedding.png"}
-    for path in written:
-        pixels = np.asarray(Image.open(path).convert("L"))
-        assert pixels.shape[0] > 200 and pixels.shape[1] > 200, path
-        assert pixels.std() > 5, f"{path} looks blank"
+             trained / "metrics" / "finetune", RUNTIME, batch_size=8)
+    params = stage_params("plot")["plot"]
+    written = make_all(trained / "metrics", small_dataset / "split", small_dataset / "cache", tmp_path / "a", params)
+    assert {p.name for p in written} == {"curves.png", "comparison.png", "confusion_finetune.png",
+                                         "per_class_accuracy.png", "mistakes.png", "embedding.png"}
+    other = tmp_path / "metrics"
+    shutil.copytree(trained / "metrics", other)
+    _perturb(other / "finetune")
+    again = make_all(other, small_dataset / "split", small_dataset / "cache", tmp_path / "b", params)
+    for first, second in zip(written, again):
+        a, b = (np.asarray(Image.open(p).convert("L"), dtype=float) for p in (first, second))
+        assert a.shape[0] > 200 and a.shape[1] > 200, first
+        assert a.shape != b.shape or np.abs(a - b).mean() > 0.05, f"{first.name} does not follow its data"
+
+
+def _perturb(metrics):
+    """Other numbers in every file the figures read: curves, test metrics, predictions, features."""
+    history = (metrics / "history.tsv").read_text().splitlines()
+    header = history[0].split("\t")
+    rows = [line.split("\t") for line in history[1:]]
+    for row in rows:
+        for column in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+            row[header.index(column)] = str(float(row[header.index(column)]) * 0.5)
+    (metrics / "history.tsv").write_text("\n".join(["\t".join(header)] + ["\t".join(r) for r in rows]) + "\n")
+    results = json.loads((metrics / "test.json").read_text())
+    (metrics / "test.json").write_text(json.dumps({k: v * 0.5 for k, v in results.items()}))
+    lines = (metrics / "predictions.csv").read_text().splitlines()
+    shifted = []
+    for n, line in enumerate(lines[1:]):  # every other image now predicted as the next class, confidently
+        cells = line.split(",")
+        if n % 2 == 0:
+            cells[2] = f"class_{(int(cells[1][-2:]) + 1) % 3:02d}"
+            cells[3] = "0.9900"
+        shifted.append(",".join(cells))
+    (metrics / "predictions.csv").write_text("\n".join([lines[0]] + shifted) + "\n")
+    features = np.load(metrics / "features.npy")
+    np.save(metrics / "features.npy", np.random.default_rng(0).normal(size=features.shape).astype(features.dtype))
 
 
 def test_predict_returns_the_known_class(small_dataset, trained, tmp_path, capsys):

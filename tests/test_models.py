@@ -4,7 +4,9 @@ import torchvision
 from torch import nn
 
 from caltech_transfer.errors import UserError
-from caltech_transfer.models import build_model, load_classifier, save_checkpoint
+from caltech_transfer.checkpoints import load_classifier
+from caltech_transfer.files import save_torch
+from caltech_transfer.models import build_model
 
 
 @pytest.mark.parametrize("arch,features", [("resnet18", 512), ("alexnet", 4096), ("timm/tf_efficientnet_lite0", 1280)])
@@ -71,7 +73,7 @@ def test_unknown_architecture_names_close_matches(arch, hint):
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
     model, prep = build_model("resnet18", "none", 4)
-    save_checkpoint({"state_dict": model.state_dict(), "arch": "resnet18", "classes": list("abcd"),
+    save_torch({"state_dict": model.state_dict(), "arch": "resnet18", "mode": "scratch", "classes": list("abcd"),
                      "preprocessing": prep}, tmp_path / "m.pt")
     loaded, ckpt = load_classifier(tmp_path / "m.pt")
     assert ckpt["classes"] == list("abcd")

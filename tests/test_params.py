@@ -1,3 +1,4 @@
+import re
 import shutil
 
 import pytest
@@ -9,8 +10,8 @@ from conftest import PROJECT
 
 @pytest.fixture
 def project(tmp_path):
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(PROJECT / name, tmp_path / name)
+    shutil.copy(PROJECT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(PROJECT / "tests" / "params.yaml", tmp_path / "params.yaml")
     return tmp_path
 
 
@@ -22,7 +23,7 @@ def set_line(project, old, new):
 
 
 def test_float_written_by_dvc_exp_run_stays_a_float(project):
-    set_line(project, "finetune_lr: 1.0e-4", "finetune_lr: 1e-05")
+    set_line(project, "finetune_lr: 0.0001", "finetune_lr: 1e-05")
     value = load_params("train_finetune", project)["train"]["finetune_lr"]
     assert isinstance(value, float) and value == 1e-5
     assert read_yaml(project / "params.yaml")["train"]["finetune_lr"] == 1e-5
@@ -30,18 +31,22 @@ def test_float_written_by_dvc_exp_run_stays_a_float(project):
 
 def test_each_stage_gets_only_its_declared_keys(project):
     finetune = load_params("train_finetune", project)
-    assert set(finetune["train"]) == {"seed", "device", "precision", "channels_last", "workers", "finetune_lr",
-                                      "head_lr", "finetune"}
+    assert set(finetune["train"]) == {"seed", "workers", "finetune_lr", "head_lr", "finetune"}
+    assert set(finetune["runtime"]) == {"device", "precision", "channels_last"}
     assert "scratch" not in finetune["train"] and "split" not in finetune
     assert set(load_params("split", project)) == {"split"}
+    evaluate = load_params("evaluate@finetune", project)
+    assert set(evaluate) == {"evaluate", "runtime"}  # no train.* key: a loader setting of training reruns none
 
 
 @pytest.mark.parametrize("old,new,message", [
     ("  seed: 0\n  train_per_class", "  seed: 0\n  trian_per_class", "unknown key split.trian_per_class; did you mean split.train_per_class"),
-    ("train_per_class: 30", "train_per_class: -3", "split.train_per_class = -3 is not valid: expected a whole number >= 1"),
+    ("train_per_class: 30", "train_per_class: -3", "split.train_per_class = -3 is not valid: expected a whole number >= 2"),
     ("train_per_class: 30", "train_per_class: thirty", "expected a whole number"),
     ("include_background: false", "include_background: 1", "expected true or false"),
     ("scheme: standard", "scheme: random", "expected one of standard, ratio"),
+    ("val_per_class: 5", "val_per_class: 0", "split.val_per_class = 0 is not valid: expected a whole number >= 1"),
+    ("test_per_class: null", "test_per_class: 0", "split.test_per_class = 0 is not valid"),
 ])
 def test_bad_values_are_refused_with_one_line(project, old, new, message):
     set_line(project, old, new)
@@ -51,9 +56,28 @@ def test_bad_values_are_refused_with_one_line(project, old, new, message):
 
 
 def test_negative_learning_rate_is_refused(project):
-    set_line(project, "finetune_lr: 1.0e-4", "finetune_lr: -1e-4")
-    with pytest.raises(UserError, match="train.finetune_lr = -0.0001 is not valid: expected a number >= 0"):
+    set_line(project, "finetune_lr: 0.0001", "finetune_lr: -1e-4")
+    with pytest.raises(UserError, match="train.finetune_lr = -0.0001 is not valid: expected a finite number >= 0"):
         load_params("train_finetune", project)
+
+
+@pytest.mark.parametrize("stage,old,new,message", [
+    ("train_finetune", "label_smoothing: 0.1", "label_smoothing: 1.5", "label_smoothing = 1.5 is not valid: expected a "
+                                                                       "finite number >= 0.0 and < 1"),
+    ("train_finetune", "crop_scale_min: 0.25", "crop_scale_min: 1.5", "crop_scale_min = 1.5 is not valid: expected a "
+                                                                      "finite number > 0 and <= 1"),
+    ("download", "timeout: 60.0", "timeout: .inf", "download.timeout = inf is not valid: expected a finite number > 0"),
+])
+def test_values_out_of_range_are_refused_at_start(project, stage, old, new, message):
+    set_line(project, old, new)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_params(stage, project)
+
+
+def test_a_misspelled_section_is_refused(project):
+    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace("\ntrain:", "\ntrian:"))
+    with pytest.raises(UserError, match="unknown section trian; did you mean train"):
+        load_params("split", project)
 
 
 def test_string_number_is_read_as_float():

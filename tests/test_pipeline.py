@@ -11,7 +11,7 @@ import torch
 import torchvision
 import yaml
 
-from caltech_transfer.params import read_yaml
+from caltech_transfer.params import read_yaml, set_dotted
 from conftest import PROJECT, make_tree
 
 SETTINGS = {
@@ -19,7 +19,7 @@ SETTINGS = {
     "split.train_per_class": 12, "split.val_per_class": 4,
     "cache.image_size": 40,
     "model.input_size": 32,
-    "train.precision": "fp32", "train.workers": 0, "train.channels_last": False,
+    "runtime.precision": "fp32", "train.workers": 0, "runtime.channels_last": False,
     "train.finetune.epochs": 2, "train.finetune.batch_size": 8, "train.finetune.scheduler": "none",
     "train.scratch.epochs": 2, "train.scratch.batch_size": 8,
     "train.feature_extract.epochs": 2, "train.feature_extract.batch_size": 8,
@@ -58,14 +58,10 @@ def repo(tmp_path_factory):
             shutil.copy2(PROJECT / name, repo / name)
     tree = make_tree(root / "source", per_class=(18, 18, 18), background=3, extras=True)
     torch.save(torchvision.models.resnet18().state_dict(), root / "pretrained.pth")
-    params = read_yaml(repo / "params.yaml")
+    params = read_yaml(Path(__file__).with_name("params.yaml"))  # the tests' own params, not the tuned defaults
     for dotted, value in {**SETTINGS, "download.source": str(tree.parent),
                           "model.weights": str(root / "pretrained.pth")}.items():
-        *parents, leaf = dotted.split(".")
-        node = params
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        set_dotted(params, dotted, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q")
     if not (repo / ".dvc").exists():
@@ -87,6 +83,26 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert (summary["classes"], summary["train"], summary["val"]) == (3, 24, 12)
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline run")
+
+
+def stale_stages(repo, dotted, value):
+    """The stages `dvc status` names after params.yaml's `dotted` is set to `value` (then put back)."""
+    original = (repo / "params.yaml").read_text()
+    params = read_yaml(repo / "params.yaml")
+    set_dotted(params, dotted, value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        return set(json.loads(dvc(repo, "status", "--json").stdout))
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
+def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
+    assert stale_stages(repo, "train.workers", 1) == {"train_finetune", "train_scratch", "train_feature_extract"}
+    assert stale_stages(repo, "evaluate.workers", 1) == {f"evaluate@{m}" for m in ("finetune", "scratch",
+                                                                                    "feature_extract")}
+    assert stale_stages(repo, "split.seed", 5) == {"split"}  # and, through data/split, everything after it
+    assert stale_stages(repo, "train.finetune_lr", 0.5) == {"train_finetune"}
 
 
 def test_metrics_and_plots_are_declared(repo):

@@ -5,7 +5,7 @@ import pytest
 
 from caltech_transfer import download, engine, split
 from caltech_transfer.data import build_cache
-from conftest import SHARED, stage_params
+from conftest import SHARED, data_paths, stage_params
 
 ZIP = SHARED / "datasets" / "caltech-101.zip"
 WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0_in1k.pth"
@@ -46,9 +46,10 @@ def test_feature_extract_with_pretrained_weights_is_accurate(real, tmp_path):
     if not (root / "split" / "train.csv").exists():
         split.run(categories, root / "split", stage_params("split")["split"], workers=2)
     build_cache(categories, root / "split", root / "cache", 256, workers=2)
-    params = stage_params("train_feature_extract", **{"model.arch": "timm/tf_efficientnet_lite0",
-                                                       "model.weights": str(WEIGHTS)})
-    summary = engine.train("feature_extract", params, root / "split", root / "cache", tmp_path / "fe.pt",
-                           tmp_path / "metrics", tmp_path / "logs")
+    params = stage_params("train_feature_extract", **{
+        "model.arch": "timm/tf_efficientnet_lite0", "model.weights": str(WEIGHTS), "model.input_size": None,
+        "runtime.precision": "auto", "runtime.channels_last": True, "train.workers": 2,
+        "train.feature_extract.epochs": 30, "train.feature_extract.batch_size": 64})
+    summary = engine.train("feature_extract", params, data_paths(root, tmp_path, "feature_extract"))
     # 101 classes, chance is 1%; a linear head on these ImageNet features reaches about 92-94%
     assert summary["best_val_accuracy"] >= 0.9

@@ -99,3 +99,11 @@ def test_cache_holds_rgb_squares_in_manifest_order(caltech_tree, tmp_path):
     data = CachedImages(tmp_path / "cache", tmp_path / "split", split_name)
     gray, _ = data[data.paths.index("class_00/image_0901.jpg")]
     assert gray.shape[0] == 3 and (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
+
+
+def test_a_cache_of_another_split_is_refused(caltech_tree, tmp_path):
+    run_split(caltech_tree, tmp_path / "split")
+    build_cache(caltech_tree, tmp_path / "split", tmp_path / "cache", image_size=32, workers=1)
+    run_split(caltech_tree, tmp_path / "split", seed=1)  # same counts, other images
+    with pytest.raises(UserError, match="holds other images than .*train.csv.*dvc repro cache"):
+        CachedImages(tmp_path / "cache", tmp_path / "split", "train")

@@ -3,6 +3,7 @@
 Each image is decoded once (by the `cache` stage), its shorter side resized to `cache.image_size` and
 centre-cropped to a square, and stored as uint8 HWC pixels in one .npy file per split. Training and
 evaluation memory-map those files instead of decoding JPEGs every epoch."""
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
 from .errors import UserError
-from .split import SPLITS, parallel_map, read_classes, read_manifest
+from .files import atomic_path, read_json, write_json
+from .split import SPLITS, parallel_map, read_manifest
 
 
 def load_rgb(path):
@@ -38,40 +40,54 @@ def _decode(job):
     return np.asarray(square_resize(load_rgb(path), size), dtype=np.uint8)
 
 
+def manifest_digest(rows):
+    """Identifies a manifest's images and labels in order: a reseeded split of the same size differs."""
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
 def build_cache(raw_dir, split_dir, cache_dir, image_size, workers=2):
-    """Write cache_dir/<split>.npy (N, S, S, 3) uint8, in manifest order, for every split."""
+    """Write cache_dir/<split>.npy (N, S, S, 3) uint8, in manifest order, for every split, and meta.json
+    with the digest of each manifest, which every reader checks."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    digests = {}
     for split in SPLITS:
         rows = read_manifest(Path(split_dir) / f"{split}.csv")
-        target = cache_dir / f"{split}.npy"
-        partial = cache_dir / f"{split}.npy.tmp"
-        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
-                                          shape=(len(rows), image_size, image_size, 3))
-        jobs = [(Path(raw_dir) / path, image_size) for path, _, _ in rows]
-        for i, pixels in enumerate(parallel_map(_decode, jobs, workers, desc=f"cache {split}")):
-            array[i] = pixels
-        array.flush()
-        del array
-        partial.replace(target)
-    (cache_dir / "meta.json").write_text(json.dumps({"image_size": image_size}) + "\n")
+        with atomic_path(cache_dir / f"{split}.npy") as partial:
+            array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
+                                              shape=(len(rows), image_size, image_size, 3))
+            jobs = [(Path(raw_dir) / path, image_size) for path, _, _ in rows]
+            for i, pixels in enumerate(parallel_map(_decode, jobs, workers, desc=f"cache {split}")):
+                array[i] = pixels
+            array.flush()
+            del array
+        digests[split] = manifest_digest(rows)
+    write_json(cache_dir / "meta.json", {"image_size": image_size, "manifests": digests})
+
+
+def open_cache(cache_dir, split_dir, split):
+    """(memory-mapped pixels, manifest rows) of one split, after checking that the cache holds exactly the
+    images the manifest lists, in its order."""
+    file, meta = Path(cache_dir) / f"{split}.npy", Path(cache_dir) / "meta.json"
+    if not file.exists() or not meta.exists():
+        raise UserError(f"{file} not found: run the data stages first (dvc repro cache)")
+    rows = read_manifest(Path(split_dir) / f"{split}.csv")
+    if read_json(meta).get("manifests", {}).get(split) != manifest_digest(rows):
+        raise UserError(f"{file} holds other images than {Path(split_dir) / split}.csv (the split changed "
+                        "since the cache was built): rerun the cache stage (dvc repro cache)")
+    return np.load(file, mmap_mode="r"), rows
 
 
 class CachedImages(Dataset):
     """Images of one split from the cache, as uint8 CHW tensors, with their class indices."""
 
     def __init__(self, cache_dir, split_dir, split, transform=None):
-        self.file = Path(cache_dir) / f"{split}.npy"
-        if not self.file.exists():
-            raise UserError(f"{self.file} not found: run the data stages first (dvc repro cache)")
-        rows = read_manifest(Path(split_dir) / f"{split}.csv")
+        self.file, self.split = Path(cache_dir) / f"{split}.npy", split
+        _, rows = open_cache(cache_dir, split_dir, split)
         self.paths = [path for path, _, _ in rows]
         self.labels = torch.tensor([index for _, _, index in rows], dtype=torch.long)
-        self.classes = read_classes(split_dir)
         self.transform = transform
         self._pixels = None  # opened lazily so each loader worker maps the file itself
-        if len(self) != np.load(self.file, mmap_mode="r").shape[0]:
-            raise UserError(f"{self.file} does not match {split}.csv: rerun the cache stage (dvc repro cache)")
 
     def __len__(self):
         return len(self.paths)
@@ -111,5 +127,6 @@ def train_transform(prep, augment):
 
 
 def make_loader(dataset, batch_size, shuffle=False, workers=0, generator=None):
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                      generator=generator, persistent_workers=False, pin_memory=torch.cuda.is_available())
+    """Worker processes persist across epochs: starting them anew each epoch costs seconds."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
+                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())

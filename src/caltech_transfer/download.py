@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import time
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -53,6 +55,10 @@ def verify(path, checksum, keep_aside):
             f"if the source is right, update the checksum param")
 
 
+OFFLINE = ("To run offline, fetch caltech-101.zip elsewhere and point the stage at it: "
+           "dvc exp run -S download.source=/path/to/caltech-101.zip")
+
+
 def http_download(url, dest, retries=5, timeout=60.0, backoff=1.0):
     """Stream `url` to `dest` through `dest.part`, resuming a broken transfer with an HTTP Range request."""
     dest = Path(dest)
@@ -62,24 +68,8 @@ def http_download(url, dest, retries=5, timeout=60.0, backoff=1.0):
         if attempt:
             time.sleep(min(backoff * 2 ** (attempt - 1), 30))
         have = part.stat().st_size if part.exists() else 0
-        request = urllib.request.Request(url, headers={"User-Agent": "caltech-transfer"})
-        if have:
-            request.add_header("Range", f"bytes={have}-")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                if have and response.status != 206:  # server ignored the range: start over
-                    have = 0
-                length = response.headers.get("Content-Length")
-                total = have + int(length) if length else None
-                with open(part, "ab" if have else "wb") as out, tqdm(
-                    total=total, initial=have, unit="B", unit_scale=True, desc=f"download {dest.name}"
-                ) as bar:
-                    while chunk := response.read(CHUNK):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-            size = part.stat().st_size
-            if total is not None and size < total:
-                raise http.client.IncompleteRead(b"", total - size)
+            _fetch(url, part, have, timeout, dest.name)
             os.replace(part, dest)
             return dest
         except urllib.error.HTTPError as err:
@@ -90,11 +80,33 @@ def http_download(url, dest, retries=5, timeout=60.0, backoff=1.0):
                 raise UserError(f"{url} answered HTTP {err.code} {err.reason}; check download.source") from None
             last_error = err
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+            if isinstance(getattr(err, "reason", None), socket.gaierror):  # retrying cannot help
+                raise UserError(f"cannot resolve the host of {url} ({err.reason}); check download.source and the "
+                                f"network. {OFFLINE}") from None
             last_error = err
-        print(f"download interrupted ({last_error}); retrying ({attempt + 1}/{retries})")
-    raise UserError(
-        f"could not download {url} after {retries + 1} attempts ({last_error}). To run offline, fetch "
-        f"caltech-101.zip elsewhere and point the stage at it: dvc exp run -S download.source=/path/to/caltech-101.zip")
+        if attempt < retries:
+            print(f"download interrupted ({last_error}); retry {attempt + 1} of {retries}")
+    raise UserError(f"could not download {url} in {retries + 1} attempts ({last_error}). {OFFLINE}")
+
+
+def _fetch(url, part, have, timeout, name):
+    """Append the bytes from offset `have` on (all of them if the server ignores the range) to `part`."""
+    request = urllib.request.Request(url, headers={"User-Agent": "caltech-transfer"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if have and response.status != 206:  # server ignored the range: start over
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length else None
+        with open(part, "ab" if have else "wb") as out, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=f"download {name}") as bar:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+    size = part.stat().st_size
+    if total is not None and size < total:
+        raise http.client.IncompleteRead(b"", total - size)
 
 
 def _refuse(archive, name, why):
@@ -108,36 +120,39 @@ def _check_name(archive, name):
 
 
 def extract_zip(archive, dest):
-    with zipfile.ZipFile(archive) as zf:
-        members = zf.infolist()
-        for info in members:
-            _check_name(archive, info.filename)
-        for info in tqdm(members, desc=f"extract {Path(archive).name}", unit="file"):
-            zf.extract(info, dest)
+    # Names are checked by hand: zipfile would silently rewrite a '../' name instead of refusing the archive.
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for info in members:
+                _check_name(archive, info.filename)
+            for info in tqdm(members, desc=f"extract {Path(archive).name}", unit="file"):
+                zf.extract(info, dest)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        _damaged(archive, err)
 
 
 def extract_tar(archive, dest):
-    with tarfile.open(archive) as tf:
-        members = tf.getmembers()
-        for member in members:
-            _check_name(archive, member.name)
-            if member.issym() or member.islnk():
-                target = PurePosixPath(member.name).parent / member.linkname if member.issym() else PurePosixPath(member.linkname)
-                if PurePosixPath(member.linkname).is_absolute() or not _inside(target):
-                    _refuse(archive, member.name, f"links to {member.linkname!r}, outside the target folder")
-            elif not (member.isfile() or member.isdir()):
-                _refuse(archive, member.name, "is a device or pipe")
-        for member in tqdm(members, desc=f"extract {Path(archive).name}", unit="file"):
-            tf.extract(member, dest, filter="data")
+    """tarfile's 'data' filter refuses members that would land outside dest, links that point outside it,
+    and devices; each refusal and any damage becomes one line."""
+    try:
+        with tarfile.open(archive) as tf:
+            for member in tqdm(tf, desc=f"extract {Path(archive).name}", unit="file"):
+                tf.extract(member, dest, filter="data")
+    except tarfile.FilterError as err:
+        member = err.tarinfo
+        if isinstance(err, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError)):
+            _refuse(archive, member.name, f"links to {member.linkname!r}, outside the target folder")
+        if isinstance(err, tarfile.SpecialFileError):
+            _refuse(archive, member.name, "is a device or pipe")
+        _refuse(archive, member.name, "would be written outside the target folder")
+    except (tarfile.TarError, zlib.error, EOFError) as err:
+        _damaged(archive, err)
 
 
-def _inside(relative):
-    depth = 0
-    for part in relative.parts:
-        depth += -1 if part == ".." else (0 if part == "." else 1)
-        if depth < 0:
-            return False
-    return True
+def _damaged(archive, err):
+    raise UserError(f"{Path(archive).name} is damaged or truncated ({err}); download it again, or check "
+                    "download.source and set its checksum so damage is caught before extraction")
 
 
 def _is_tar(path):
@@ -155,6 +170,19 @@ def _find_categories(root):
     return None
 
 
+def copy_folder(source, dest):
+    """Copy a folder of images, leaving out every symbolic link: a link may lead anywhere (a home folder),
+    and whatever lands in data/raw goes on into the DVC cache and any remote."""
+    def links(folder, names):
+        skipped = [n for n in names if os.path.islink(os.path.join(folder, n))]
+        for name in skipped:
+            print(f"skipped {os.path.join(folder, name)}: a symbolic link")
+        return skipped
+
+    shutil.copytree(source, dest, ignore=links)
+    return dest
+
+
 def unpack(source, workdir, inner_checksum):
     """Extract or copy `source` (zip, tar.gz or folder) under workdir; return the 101_ObjectCategories folder."""
     source = Path(source)
@@ -165,8 +193,7 @@ def unpack(source, workdir, inner_checksum):
             raise UserError(f"{source} has no {CATEGORIES} folder; point download.source at the Caltech-101 "
                             "zip, its 101_ObjectCategories.tar.gz, or the extracted folder")
         if found.is_dir():
-            shutil.copytree(found, staging / CATEGORIES)
-            return staging / CATEGORIES
+            return copy_folder(found, staging / CATEGORIES)
         source = found
     elif zipfile.is_zipfile(source):
         extract_zip(source, staging)

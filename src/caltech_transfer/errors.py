@@ -1,5 +1,6 @@
-"""Errors meant for the person running a stage: one line, saying what to do."""
+"""Errors meant for the person running a stage: one line, saying what to do; and one way to stop."""
 import functools
+import signal
 import sys
 
 
@@ -7,18 +8,30 @@ class UserError(Exception):
     """A mistake or an environment problem the user can fix; printed as one line, no traceback."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (sent by `timeout`, schedulers, `dvc queue kill`, container stops), raised where the program
+    is, so it unwinds exactly like Ctrl-C: temporary folders are removed and outputs are left untouched."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def cli(main):
-    """Run `main`, turning UserError and Ctrl-C into a one-line message and a non-zero exit."""
+    """Run `main`, turning UserError, Ctrl-C and SIGTERM into a one-line message and a non-zero exit."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return main(*args, **kwargs)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
+        except KeyboardInterrupt as err:
+            terminated = isinstance(err, Terminated)
+            print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}): no output was written or changed; run the "
+                  "same command again to continue (training resumes after its last finished epoch)", file=sys.stderr)
+            sys.exit(143 if terminated else 130)
 
     return wrapper

@@ -66,6 +66,8 @@ def _strip_module_prefix(state):
 
 
 def _load_file(model, path, head_name):
+    # By hand rather than through timm's pretrained_cfg_overlay: one loader, and one set of messages, for
+    # torchvision and timm models alike.
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"model.weights {path} is not a file; use imagenet, none, or a state_dict file")
@@ -132,6 +134,7 @@ def _torchvision(arch, weights):
 
 def _timm(arch, weights):
     import timm
+    import timm.data
 
     name = arch[len(TIMM_PREFIX):]
     try:
@@ -142,12 +145,11 @@ def _timm(arch, weights):
         raise UserError(f"could not fetch ImageNet weights for timm model {name} ({str(err).splitlines()[0]}); "
                         "download them once and set model.weights to the local state_dict file") from None
     if weights not in ("imagenet", "none"):
-        _load_file(model, weights, model.default_cfg.get("classifier", "classifier"))
-    cfg = model.pretrained_cfg
-    input_size = cfg.get("input_size", (3, 224, 224))[-1]
-    prep = {"input_size": input_size, "resize_size": int(input_size / cfg.get("crop_pct", 0.875)),
-            "mean": list(cfg.get("mean", IMAGENET_PREP["mean"])), "std": list(cfg.get("std", IMAGENET_PREP["std"])),
-            "interpolation": cfg.get("interpolation", "bicubic")}
+        _load_file(model, weights, model.pretrained_cfg.get("classifier", "classifier"))
+    cfg = timm.data.resolve_model_data_config(model)
+    input_size = cfg["input_size"][-1]
+    prep = {"input_size": input_size, "resize_size": int(input_size / cfg["crop_pct"]), "mean": list(cfg["mean"]),
+            "std": list(cfg["std"]), "interpolation": cfg["interpolation"]}
     model.reset_classifier(0)
     return model, model.num_features, prep
 
@@ -161,23 +163,3 @@ def build_model(arch, weights, num_classes, input_size=None):
         ratio = prep["resize_size"] / prep["input_size"]
         prep.update(input_size=input_size, resize_size=round(input_size * ratio))
     return Classifier(backbone, nn.Linear(in_features, num_classes), prep["mean"], prep["std"]), prep
-
-
-def save_checkpoint(obj, path):
-    """torch.save through a temporary file, so a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
-def load_classifier(path, device="cpu"):
-    """(Classifier in eval mode, checkpoint dict) from a models/<mode>.pt file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} not found: train it first (dvc repro)")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    model, _ = build_model(ckpt["arch"], "none", len(ckpt["classes"]))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), ckpt

@@ -1,6 +1,7 @@
 """The one params loader: reads params.yaml, keeps 1e-05 a float, validates, and hands each stage
 only the keys its dvc.yaml entry declares (so DVC reruns exactly the stages whose params changed)."""
 import difflib
+import math
 import re
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def _fail(key, value, expected):
     raise UserError(f"params.yaml: {key} = {value!r} is not valid: expected {expected}")
 
 
-def Float(minimum=0.0, positive=False):
+def Float(minimum=0.0, positive=False, below=None, at_most=None):
+    """A finite number >= minimum (> 0 when positive), < below and <= at_most where given."""
     def check(key, value):
         if isinstance(value, str):
             try:
@@ -52,8 +54,11 @@ def Float(minimum=0.0, positive=False):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(key, value, "a number")
         value = float(value)
-        if value != value or (positive and value <= 0) or (minimum is not None and value < minimum):
-            _fail(key, value, "a number > 0" if positive else f"a number >= {minimum}")
+        low = "> 0" if positive else f">= {minimum}"
+        high = f" and < {below}" if below is not None else f" and <= {at_most}" if at_most is not None else ""
+        if (not math.isfinite(value) or (positive and value <= 0) or value < minimum
+                or (below is not None and value >= below) or (at_most is not None and value > at_most)):
+            _fail(key, value, f"a finite number {low}{high}")
         return value
     return check
 
@@ -115,14 +120,14 @@ _RECIPE = {
     "epochs": Int(1),
     "batch_size": Int(1),
     "optimizer": Choice("sgd", "adam", "adamw"),
-    "momentum": Float(),
+    "momentum": Float(below=1),
     "weight_decay": Float(),
     "scheduler": Choice("cosine", "step", "none"),
     "warmup_steps": Int(0),
     "step_size": Int(1),
-    "gamma": Float(positive=True),
+    "gamma": Float(positive=True, at_most=1),
     "min_lr": Float(),
-    "label_smoothing": Float(),
+    "label_smoothing": Float(below=1),
     "grad_clip": Float(),
     "patience": Int(0),
 }
@@ -135,38 +140,38 @@ SCHEMA = {
     "download.timeout": Float(positive=True),
     "split.scheme": Choice("standard", "ratio"),
     "split.seed": Int(None),
-    "split.train_per_class": Int(1),
-    "split.val_per_class": Int(0),
-    "split.test_per_class": Optional(Int(0)),
+    "split.train_per_class": Int(2),
+    "split.val_per_class": Int(1),
+    "split.test_per_class": Optional(Int(1)),
     "split.ratios": Ratios,
     "split.include_background": Bool,
     "cache.image_size": Int(16),
     "model.arch": Str,
     "model.weights": Str,
     "model.input_size": Optional(Int(16)),
-    "augment.crop_scale_min": Float(positive=True),
+    "augment.crop_scale_min": Float(positive=True, at_most=1),
     "augment.hflip": Bool,
-    "augment.color_jitter": Float(),
-    "augment.rotation": Float(),
+    "augment.color_jitter": Float(at_most=1),
+    "augment.rotation": Float(at_most=180),
+    "runtime.device": Choice("auto", "cpu", "cuda"),
+    "runtime.precision": Choice("auto", "fp32", "bf16", "fp16"),
+    "runtime.channels_last": Bool,
     "train.seed": Int(None),
-    "train.device": Choice("auto", "cpu", "cuda"),
-    "train.precision": Choice("auto", "fp32", "bf16", "fp16"),
-    "train.channels_last": Bool,
     "train.workers": Int(0),
     "train.finetune_lr": Float(),
     "train.head_lr": Float(),
-    **{f"train.finetune.{k}": v for k, v in _RECIPE.items()},
+    "train.scratch_lr": Float(),
+    "train.feature_extract_lr": Float(),
+    **{f"train.{mode}.{k}": v for mode in ("finetune", "scratch", "feature_extract") for k, v in _RECIPE.items()},
     "train.finetune.freeze_epochs": Int(0),
-    **{f"train.scratch.{k}": v for k, v in _RECIPE.items()},
-    "train.scratch.lr": Float(),
-    **{f"train.feature_extract.{k}": v for k, v in _RECIPE.items()},
-    "train.feature_extract.lr": Float(),
     "train.feature_extract.augment": Bool,
     "evaluate.batch_size": Int(1),
+    "evaluate.workers": Int(0),
     "plot.mistakes": Int(0),
     "plot.embedding": Choice("tsne", "pca"),
     "plot.embedding_points": Int(10),
 }
+SECTIONS = sorted({key.split(".")[0] for key in SCHEMA})
 
 
 def _flatten(tree, prefix=""):
@@ -178,7 +183,8 @@ def _flatten(tree, prefix=""):
             yield dotted, value
 
 
-def _set(tree, dotted, value):
+def set_dotted(tree, dotted, value):
+    """tree["a"]["b"] = value for dotted "a.b", creating the parents as needed."""
     *parents, leaf = dotted.split(".")
     for part in parents:
         tree = tree.setdefault(part, {})
@@ -189,6 +195,11 @@ def validate(raw, keys=None):
     """Check every leaf of `raw` (a nested dict) against SCHEMA; return the clean nested dict.
     With `keys`, only leaves under those dotted prefixes are kept, and each prefix must exist."""
     clean = {}
+    for section in raw:  # a misspelled section would otherwise be ignored by every stage
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(str(section), SECTIONS, n=1)
+            raise UserError(f"params.yaml: unknown section {section}" + (f"; did you mean {close[0]}?" if close else
+                                                                         f"; sections: {', '.join(SECTIONS)}"))
     leaves = dict(_flatten(raw))
     for dotted, value in leaves.items():
         if keys is not None and not any(dotted == k or dotted.startswith(k + ".") for k in keys):
@@ -197,7 +208,7 @@ def validate(raw, keys=None):
             close = difflib.get_close_matches(dotted, SCHEMA, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UserError(f"params.yaml: unknown key {dotted}{hint}")
-        _set(clean, dotted, SCHEMA[dotted](dotted, value))
+        set_dotted(clean, dotted, SCHEMA[dotted](dotted, value))
     for key in keys or []:
         if not any(d == key or d.startswith(key + ".") for d in leaves):
             raise UserError(f"params.yaml: missing key {key} (dvc.yaml declares it)")

@@ -1,6 +1,4 @@
 """The `plot` stage: PNG figures comparing the three modes."""
-import csv
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,16 +8,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .engine import MODES  # noqa: E402
-from .evaluate import confusion  # noqa: E402
-from .split import read_classes, read_manifest  # noqa: E402
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
+from .data import open_cache  # noqa: E402
+from .files import read_csv, read_json  # noqa: E402
+from .modes import MODES  # noqa: E402
+from .split import read_classes  # noqa: E402
 
 COLOURS = {"finetune": "tab:blue", "scratch": "tab:orange", "feature_extract": "tab:green"}
-
-
-def _read_rows(path, delimiter=","):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter=delimiter))
 
 
 def _save(fig, path):
@@ -86,18 +82,17 @@ def per_class_accuracy(recalls, classes, path):
     _save(fig, path)
 
 
-def mistakes(predictions, pixels, count, title, path):
-    """The most confident wrong predictions, with true and predicted class names."""
-    wrong = [(float(r["confidence"]), i, r) for i, r in enumerate(predictions)
-             if r["true_class"] != r["predicted_class"]]
+def mistakes(predictions, image, count, title, path):
+    """The most confident wrong predictions, with true and predicted class names; image(path) -> pixels."""
+    wrong = [(float(r["confidence"]), r["path"], r) for r in predictions if r["true_class"] != r["predicted_class"]]
     wrong = sorted(wrong, key=lambda w: -w[0])[:count]
     cols = 4
     rows = max(1, -(-len(wrong) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 3, rows * 3.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (conf, i, r) in zip(axes.flat, wrong):
-        ax.imshow(pixels[i])
+    for ax, (conf, image_path, r) in zip(axes.flat, wrong):
+        ax.imshow(image(image_path))
         ax.set_title(f"true: {r['true_class']}\npred: {r['predicted_class']} ({conf:.2f})", fontsize=8)
     if not wrong:
         axes[0, 0].text(0.5, 0.5, "no mistakes on the test split", ha="center", va="center")
@@ -126,16 +121,17 @@ def embedding(features, labels, classes, method, points, seed, title, path):
 
 
 def make_all(metrics_dir, split_dir, cache_dir, out_dir, params):
-    """Every figure, from whichever modes have metrics; returns the list of PNG paths written."""
+    """Every figure, from whichever modes have metrics; returns the list of PNG paths written.
+    Per-image files are joined by image path, never by row position."""
     metrics_dir, out_dir = Path(metrics_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = read_classes(split_dir)
-    labels = np.array([index for _, _, index in read_manifest(Path(split_dir) / "test.csv")])
-    modes = [m for m in MODES if (metrics_dir / m / "test.json").exists()]
-    results = {m: json.loads((metrics_dir / m / "test.json").read_text()) for m in modes}
-    predictions = {m: _read_rows(metrics_dir / m / "predictions.csv") for m in modes}
     index = {name: i for i, name in enumerate(classes)}
-    matrices = {m: confusion(labels, np.array([index[r["predicted_class"]] for r in predictions[m]]), len(classes))
+    modes = [m for m in MODES if (metrics_dir / m / "test.json").exists()]
+    results = {m: read_json(metrics_dir / m / "test.json") for m in modes}
+    predictions = {m: read_csv(metrics_dir / m / "predictions.csv") for m in modes}
+    matrices = {m: confusion_matrix([index[r["true_class"]] for r in predictions[m]],
+                                    [index[r["predicted_class"]] for r in predictions[m]], labels=range(len(classes)))
                 for m in modes}
     written = []
 
@@ -143,7 +139,7 @@ def make_all(metrics_dir, split_dir, cache_dir, out_dir, params):
         written.append(out_dir / name)
         return written[-1]
 
-    curves({m: _read_rows(metrics_dir / m / "history.tsv", "\t") for m in MODES
+    curves({m: read_csv(metrics_dir / m / "history.tsv", "\t") for m in MODES
             if (metrics_dir / m / "history.tsv").exists()}, out("curves.png"))
     comparison(results, out("comparison.png"))
     for m in modes:
@@ -151,9 +147,12 @@ def make_all(metrics_dir, split_dir, cache_dir, out_dir, params):
     recalls = {m: np.diag(matrices[m]) / np.maximum(1, matrices[m].sum(1)) for m in modes}
     per_class_accuracy(recalls, classes, out("per_class_accuracy.png"))
     best = max(modes, key=lambda m: results[m]["mean_per_class_accuracy"])
-    pixels = np.load(Path(cache_dir) / "test.npy", mmap_mode="r")
-    mistakes(predictions[best], pixels, params["mistakes"], f"{best}: most confident test mistakes", out("mistakes.png"))
-    features = np.load(metrics_dir / best / "features.npy")
+    pixels, rows = open_cache(cache_dir, split_dir, "test")
+    row_of = {path: i for i, (path, _, _) in enumerate(rows)}
+    mistakes(predictions[best], lambda path: pixels[row_of[path]], params["mistakes"],
+             f"{best}: most confident test mistakes", out("mistakes.png"))
+    features = np.load(metrics_dir / best / "features.npy")  # in predictions.csv's order, written with it
+    labels = np.array([index[r["true_class"]] for r in predictions[best]])
     embedding(features, labels, classes, params["embedding"], params["embedding_points"], 0,
               f"{best}: {params['embedding'].upper()} map of test features", out("embedding.png"))
     return written

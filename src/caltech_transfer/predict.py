@@ -1,15 +1,15 @@
 """`caltech-predict CHECKPOINT IMAGE_OR_FOLDER...`: top-5 classes with probabilities for each image."""
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .checkpoints import load_classifier
 from .data import eval_transform, load_rgb, square_resize
 from .errors import UserError, cli
-from .models import load_classifier
+from .files import write_csv
 
 
 def image_files(inputs):
@@ -50,6 +50,8 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--csv", help="also write the predictions to this CSV file")
     args = parser.parse_args(argv)
+    if args.top < 1:
+        raise UserError(f"--top {args.top}: give 1 or more classes to show")
     results = predict(args.checkpoint, args.images, args.top)
     for path, top, error in results:
         if error:
@@ -57,11 +59,9 @@ def main(argv=None):
         else:
             print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["path", "rank", "class_name", "probability"])
-            writer.writerows([str(path), rank + 1, name, f"{p:.4f}"]
-                             for path, top, _ in results if top for rank, (name, p) in enumerate(top))
+        write_csv(args.csv, ["path", "rank", "class_name", "probability"],
+                  [[str(path), rank + 1, name, f"{p:.4f}"]
+                   for path, top, _ in results if top for rank, (name, p) in enumerate(top)])
     if not any(top for _, top, _ in results):
         raise UserError("no image could be read")
 

@@ -1,6 +1,4 @@
 """The `split` stage: scan the class folders, skip what cannot be decoded, and write train/val/test manifests."""
-import csv
-import json
 import random
 from multiprocessing import Pool
 from pathlib import Path
@@ -9,6 +7,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .errors import UserError
+from .files import read_csv, write_csv, write_json
 
 BACKGROUND = "BACKGROUND_Google"
 SPLITS = ("train", "val", "test")
@@ -47,6 +46,10 @@ def scan(root, include_background=False, workers=2):
             good[path.parent.name].append(rel)
         else:
             skipped.append((rel, reason))
+    empty = [c for c, images in good.items() if not images]
+    if empty:
+        raise UserError(f"class folder {root / empty[0]} has no readable image ({len(empty)} such folders): add "
+                        "images to it or remove it")
     return good, skipped
 
 
@@ -94,17 +97,11 @@ def assign(images, scheme="standard", seed=0, train_per_class=30, val_per_class=
     return splits
 
 
-def write_manifest(path, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["path", "class_name", "class_index"])
-        writer.writerows(rows)
-
-
 def read_manifest(path):
     """[(relative path, class name, class index)] from a manifest CSV."""
-    with open(path, newline="") as f:
-        return [(r["path"], r["class_name"], int(r["class_index"])) for r in csv.DictReader(f)]
+    if not Path(path).exists():
+        raise UserError(f"{path} not found: run the split stage first (dvc repro split)")
+    return [(r["path"], r["class_name"], int(r["class_index"])) for r in read_csv(path)]
 
 
 def read_classes(split_dir):
@@ -120,15 +117,12 @@ def run(raw_dir, out_dir, params, workers=2):
                     train_per_class=params["train_per_class"], val_per_class=params["val_per_class"],
                     test_per_class=params["test_per_class"], ratios=params["ratios"])
     for split, rows in splits.items():
-        write_manifest(out_dir / f"{split}.csv", rows)
+        write_csv(out_dir / f"{split}.csv", ["path", "class_name", "class_index"], rows)
     (out_dir / "classes.txt").write_text("".join(f"{name}\n" for name in sorted(images)))
-    with open(out_dir / "skipped.csv", "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["path", "reason"])
-        writer.writerows(skipped)
+    write_csv(out_dir / "skipped.csv", ["path", "reason"], skipped)
     summary = {"classes": len(images), **{split: len(rows) for split, rows in splits.items()},
                "skipped": len(skipped), "skipped_files": [path for path, _ in skipped]}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out_dir / "summary.json", summary)
     print(f"split: {summary['classes']} classes, {summary['train']} train, {summary['val']} val, "
           f"{summary['test']} test images; {len(skipped)} files skipped (listed in {out_dir / 'skipped.csv'})")
     for path, reason in skipped:

@@ -1,0 +1,70 @@
+"""What each training mode means, in one table: where the weights come from, which parts train at which
+learning rate, whether the backbone is frozen, and which data feeds the network that trains. The training
+loop reads this table and nothing else about modes.
+
+- finetune: pretrained backbone at train.finetune_lr, new head at train.head_lr; the head may train alone
+  for the first `train.finetune.freeze_epochs` epochs;
+- scratch: random init, everything at train.scratch_lr;
+- feature_extract: pretrained backbone frozen (BatchNorm statistics included), the head at
+  train.feature_extract_lr, trained on backbone features computed once (on augmented images every epoch
+  with `train.feature_extract.augment: true`)."""
+from dataclasses import dataclass
+
+from torch.utils.data import TensorDataset
+
+from .data import CachedImages, eval_transform, make_loader, train_transform
+
+
+@dataclass(frozen=True)
+class Mode:
+    pretrained: bool          # start from model.weights; else random init
+    learning_rates: dict      # part of the model (backbone, head) -> its learning-rate key in train.*
+    frozen: bool = False      # the backbone never trains and its BatchNorm keeps its statistics
+
+    def backbone_frozen(self, epoch, recipe):
+        return self.frozen or epoch < recipe.get("freeze_epochs", 0)
+
+    def features_once(self, recipe):
+        """A frozen backbone gives the same features every epoch unless its input is augmented."""
+        return self.frozen and not recipe.get("augment", False)
+
+
+MODES = {
+    "finetune": Mode(pretrained=True, learning_rates={"backbone": "finetune_lr", "head": "head_lr"}),
+    "scratch": Mode(pretrained=False, learning_rates={"backbone": "scratch_lr", "head": "scratch_lr"}),
+    "feature_extract": Mode(pretrained=True, learning_rates={"head": "feature_extract_lr"}, frozen=True),
+}
+
+
+def param_groups(mode, model, train_params):
+    """The optimizer's parameter groups; freezes the backbone for good where the mode says so."""
+    spec = MODES[mode]
+    if spec.frozen:
+        model.backbone.requires_grad_(False)
+    return [{"name": part, "params": list(getattr(model, part).parameters()), "lr": train_params[key]}
+            for part, key in spec.learning_rates.items()]
+
+
+def set_trainable(mode, model, net, epoch, recipe):
+    """Train mode for `net`; a frozen backbone gets no gradients and keeps its BatchNorm statistics."""
+    frozen = MODES[mode].backbone_frozen(epoch, recipe)
+    net.train()
+    if frozen and net is model:
+        model.backbone.eval()
+    if not MODES[mode].frozen:
+        model.backbone.requires_grad_(not frozen)
+
+
+def datasets(mode, model, prep, augment, recipe, data, runtime, workers):
+    """(network that trains, train set, val set): the whole model on images, or, where the backbone gives
+    the same features every epoch, the head alone on those features, computed here once."""
+    train_images = CachedImages(data.cache, data.split, "train", train_transform(prep, augment))
+    val_images = CachedImages(data.cache, data.split, "val", eval_transform(prep))
+    if not MODES[mode].features_once(recipe):
+        return model, train_images, val_images
+    model.eval()
+    clean_train = CachedImages(data.cache, data.split, "train", eval_transform(prep))
+    features = [TensorDataset(*runtime.infer(model.features, make_loader(images, recipe["batch_size"], workers=workers),
+                                             f"features {images.split}"))
+                for images in (clean_train, val_images)]
+    return model.head, *features

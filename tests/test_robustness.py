@@ -1,0 +1,198 @@
+"""Hostile input ends in a result or a one-line error (no traceback, a non-zero exit), and nothing is lost:
+no partial output, no temporary file, no previous output damaged."""
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from caltech_transfer import download, engine
+from caltech_transfer.errors import UserError, cli
+from caltech_transfer.evaluate import evaluate
+from caltech_transfer.predict import main as predict_main
+from conftest import PROJECT, data_paths, make_tree, stage_params
+
+
+def one_line_exit(capsys, fn, *args, code=2):
+    """Run a cli-wrapped `fn`; return its stderr after checking the exit status and that it is one line."""
+    with pytest.raises(SystemExit) as exit_info:
+        fn(*args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(small_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("good")
+    engine.train("feature_extract", stage_params("train_feature_extract", **{"train.feature_extract.epochs": 1}),
+                 data_paths(small_dataset, out, "feature_extract"))
+    return out / "feature_extract.pt"
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/caltech-transfer-pwned",))
+
+
+def bad_checkpoints(tmp_path, good):
+    """name -> (path, part of the message)"""
+    whole = good.read_bytes()
+    files = {"empty": (b"", "is empty"), "truncated": (whole[: len(whole) // 2], "not a readable checkpoint"),
+             "corrupt": (bytes(reversed(whole)), "not a readable checkpoint"),
+             "text": (b"hello\n", "not a readable checkpoint"),
+             "malicious": (pickle.dumps(Exploit()), "not a readable checkpoint")}
+    cases = {}
+    for name, (content, message) in files.items():
+        (tmp_path / f"{name}.pt").write_bytes(content)
+        cases[name] = (tmp_path / f"{name}.pt", message)
+    ckpt = torch.load(good, weights_only=True)
+    torch.save(ckpt["state_dict"], tmp_path / "plain.pt")
+    cases["plain state_dict"] = (tmp_path / "plain.pt", "not a checkpoint of this project")
+    torch.save({**ckpt, "arch": "alexnet"}, tmp_path / "other_arch.pt")
+    cases["another arch"] = (tmp_path / "other_arch.pt", "do not fit its architecture alexnet")
+    torch.save({**ckpt, "arch": "no_such_net"}, tmp_path / "unknown_arch.pt")
+    cases["unknown arch"] = (tmp_path / "unknown_arch.pt", "unknown architecture 'no_such_net'")
+    return cases
+
+
+def test_bad_checkpoints_are_one_line_errors_in_predict_and_evaluate(good_checkpoint, small_dataset, tmp_path,
+                                                                      capsys):
+    image = next(small_dataset.rglob("*.jpg"))
+    evaluate_stage = cli(evaluate)  # as stages/evaluate.py runs it
+    for name, (path, message) in bad_checkpoints(tmp_path, good_checkpoint).items():
+        err = one_line_exit(capsys, predict_main, [str(path), str(image)])
+        assert message in err, (name, err)
+        err = one_line_exit(capsys, evaluate_stage, path, small_dataset / "split", small_dataset / "cache",
+                            tmp_path / "metrics", {"device": "cpu", "precision": "fp32", "channels_last": False})
+        assert message in err, (name, err)
+        assert not (tmp_path / "metrics").exists()
+    assert not os.path.exists("/tmp/caltech-transfer-pwned")
+
+
+def test_a_corrupt_resume_state_is_set_aside_and_the_next_run_starts_afresh(small_dataset, tmp_path):
+    paths = data_paths(small_dataset, tmp_path, "scratch")
+    params = stage_params("train_scratch", **{"train.scratch.epochs": 1, "train.scratch.batch_size": 8})
+    resume_file = tmp_path / "scratch.resume.pt"
+    resume_file.write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot resume from .*scratch.resume.pt.*moved to .*damaged"):
+        engine.train("scratch", params, paths)
+    assert not resume_file.exists() and (tmp_path / "scratch.resume.pt.damaged").exists()
+    assert engine.train("scratch", params, paths)["epochs_run"] == 1
+
+
+def test_predict_arguments(good_checkpoint, small_dataset, tmp_path, capsys):
+    image = next(small_dataset.rglob("*.jpg"))
+    for top in ("0", "-1"):
+        assert "give 1 or more" in one_line_exit(capsys, predict_main, [str(good_checkpoint), str(image), "--top", top])
+    predict_main([str(good_checkpoint), str(image), "--csv", str(tmp_path / "new" / "folder" / "out.csv")])
+    assert len((tmp_path / "new" / "folder" / "out.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_retries_are_counted_right_and_an_unknown_host_fails_at_once(http_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    url = http_server(b"x" * 1000, cut_first=100)
+    for retries, expected in ((2, ["retry 1 of 2", "retry 2 of 2"]), (0, [])):
+        with pytest.raises(UserError, match=f"in {retries + 1} attempts"):
+            download.http_download(url, tmp_path / "f.zip", retries=retries, timeout=5)
+        out = capsys.readouterr().out
+        assert [line.split("; ")[-1] for line in out.splitlines() if "retry" in line] == expected
+    started = time.time()
+    with pytest.raises(UserError, match="cannot resolve the host"):
+        download.http_download("http://no-such-host.invalid/caltech-101.zip", tmp_path / "g.zip", retries=5, timeout=5)
+    assert time.time() - started < 5
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    from caltech_transfer import split
+
+    cats = make_tree(tmp_path / "raw", per_class=(12, 12), background=0, extras=False)
+    (cats / "class_empty").mkdir()
+    with pytest.raises(UserError, match="class folder .*class_empty has no readable image.*remove it"):
+        split.scan(cats, workers=1)
+
+
+def spawn(args, cwd):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, seconds=120):
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def stage_dir(small_dataset, tmp_path):
+    """A working folder laid out like the project, with the data stages done."""
+    shutil.copytree(small_dataset / "split", tmp_path / "data" / "split")
+    shutil.copytree(small_dataset / "cache", tmp_path / "data" / "cache")
+    shutil.copy(PROJECT / "dvc.yaml", tmp_path)
+    text = (PROJECT / "tests" / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("scratch: {epochs: 150, batch_size: 64",
+                                                       "scratch: {epochs: 40, batch_size: 8"))
+    return tmp_path
+
+
+def test_sigterm_during_training_stops_cleanly_and_the_rerun_finishes(stage_dir):
+    previous = {"models/scratch.pt": b"previous model", "metrics/scratch/history.tsv": b"previous history",
+                "metrics/scratch/train.json": b"previous summary"}
+    for name, content in previous.items():
+        (stage_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (stage_dir / name).write_bytes(content)
+    script = str(PROJECT / "stages" / "train.py")
+    proc = spawn([script, "scratch"], stage_dir)
+    wait_for(lambda: (stage_dir / "models" / "scratch.resume.pt").exists())
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err
+    for name, content in previous.items():  # the previous run's outputs are untouched, all of them
+        assert (stage_dir / name).read_bytes() == content, name
+    assert not [p for p in stage_dir.rglob("*") if p.name.endswith(".tmp")]
+
+    for name in previous:  # what DVC does before it reruns a stage
+        (stage_dir / name).unlink()
+    rerun = subprocess.run([sys.executable, script, "scratch"], cwd=stage_dir, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming after epoch" in rerun.stdout
+    history = (stage_dir / "metrics" / "scratch" / "history.tsv").read_text().splitlines()
+    assert [int(line.split("\t")[0]) for line in history[1:]] == list(range(1, 41))
+    ckpt = torch.load(stage_dir / "models" / "scratch.pt", weights_only=True)
+    accuracies = [float(line.split("\t")[4]) for line in history[1:]]
+    assert accuracies[ckpt["best_epoch"] - 1] == max(accuracies)
+    assert not (stage_dir / "models" / "scratch.resume.pt").exists()
+
+
+def test_sigterm_during_extraction_leaves_no_temporary_folder(caltech_tree, tmp_path):
+    marker = tmp_path / "extracting"
+    script = f"""
+import time
+from caltech_transfer import download
+from caltech_transfer.errors import cli
+real_copy = download.copy_folder
+def slow_copy(source, dest):
+    result = real_copy(source, dest)
+    open({str(marker)!r}, "w").close()
+    time.sleep(60)
+    return result
+download.copy_folder = slow_copy
+cli(lambda: download.run({str(caltech_tree)!r}, "", "", "data/raw", "data/downloads"))()
+"""
+    proc = spawn(["-c", script], tmp_path)
+    wait_for(marker.exists)
+    assert list((tmp_path / "data").glob(".raw-tmp-*"))  # the extraction is under way
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert not list((tmp_path / "data").glob(".raw-tmp-*")) and not (tmp_path / "data" / "raw").exists()
