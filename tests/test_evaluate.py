@@ -141,3 +141,16 @@ def test_predict_returns_the_known_class(small_dataset, trained, tmp_path, capsy
     assert "notes.txt: skipped, not a readable image" in captured.err
     assert "class_01/image_0001.jpg: class_01" in captured.out
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 6 * 3
+
+
+def test_training_curves_draw_each_series(tmp_path):
+    from caltech_transfer.plots import curves
+
+    rows = [{"epoch": e, "train_loss": 2 / e, "val_loss": 2.5 / e, "train_accuracy": 0.2 * e, "val_accuracy": 0.15 * e}
+            for e in range(1, 5)]
+    curves({"finetune": rows}, tmp_path / "base.png")
+    base = np.asarray(Image.open(tmp_path / "base.png").convert("L"), dtype=float)
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+        curves({"finetune": [{**r, key: r[key] * (0.5 if r["epoch"] > 1 else 1)} for r in rows]}, tmp_path / "c.png")
+        changed = np.asarray(Image.open(tmp_path / "c.png").convert("L"), dtype=float)
+        assert base.shape != changed.shape or np.abs(base - changed).mean() > 0.05, f"{key} is not drawn"

@@ -67,6 +67,8 @@ def test_negative_learning_rate_is_refused(project):
     ("train_finetune", "crop_scale_min: 0.25", "crop_scale_min: 1.5", "crop_scale_min = 1.5 is not valid: expected a "
                                                                       "finite number > 0 and <= 1"),
     ("download", "timeout: 60.0", "timeout: .inf", "download.timeout = inf is not valid: expected a finite number > 0"),
+    ("train_finetune", "input_size: 32", "input_size: 100000", "model.input_size = 100000 is not valid: expected a "
+                                                               "whole number >= 16 and <= 2048"),
 ])
 def test_values_out_of_range_are_refused_at_start(project, stage, old, new, message):
     set_line(project, old, new)

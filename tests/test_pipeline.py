@@ -2,8 +2,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +30,14 @@ SETTINGS = {
 }
 
 
+def environment():
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
 def sh(repo, *args, check=True):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=repo, env=environment(), capture_output=True, text=True)
     if check and result.returncode:
         pytest.fail(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
@@ -134,3 +139,36 @@ def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
     assert "metrics/finetune/train.json" in changed
     assert not {p for p in changed if "scratch" in p or "feature_extract" in p}
+
+
+def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):
+    """SIGTERM to `dvc repro` and its stage after the best epoch; DVC deletes the outputs before the rerun, and
+    the rerun still ends with the best epoch's checkpoint and the whole history."""
+    original = (repo / "params.yaml").read_text()
+    params = read_yaml(repo / "params.yaml")
+    # learning rate 0: every epoch scores exactly the same, so the best is epoch 1, before the interruption
+    set_dotted(params, "train.feature_extract_lr", 0.0)
+    set_dotted(params, "train.feature_extract.epochs", 60)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    resume_file = repo / "models" / "feature_extract.resume.pt"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train_feature_extract"], cwd=repo,
+                                env=environment(), start_new_session=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while not (resume_file.exists() and torch.load(resume_file, weights_only=True)["state"]["epoch"] >= 3):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGTERM)  # as a container stop or a scheduler does
+        proc.communicate(timeout=120)
+        assert proc.returncode != 0 and not (repo / "models" / "feature_extract.pt").exists()
+        interrupted_after = torch.load(resume_file, weights_only=True)["state"]["epoch"]
+        assert 3 <= interrupted_after < 60
+
+        rerun = dvc(repo, "repro", "train_feature_extract")
+        assert f"resuming after epoch {interrupted_after}" in rerun.stdout
+        assert torch.load(repo / "models" / "feature_extract.pt", weights_only=True)["best_epoch"] == 1
+        history = (repo / "metrics" / "feature_extract" / "history.tsv").read_text().splitlines()
+        assert [int(line.split("\t")[0]) for line in history[1:]] == list(range(1, 61))
+    finally:
+        (repo / "params.yaml").write_text(original)

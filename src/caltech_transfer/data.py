@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
@@ -19,9 +19,20 @@ from .files import atomic_path, read_json, write_json
 from .split import SPLITS, parallel_map, read_manifest
 
 
+HIGH_DEPTH = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}  # full scale
+
+
 def load_rgb(path):
-    """Decode any image (grayscale, CMYK, palette, alpha) as RGB."""
+    """Decode any image as the RGB picture a viewer shows: EXIF orientation applied, transparent pixels over
+    white, 16-bit and float pixels scaled to 8 bits (a plain convert clips them to white)."""
     with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in HIGH_DEPTH:
+            pixels = np.asarray(img, dtype=np.float64) * (255.0 / HIGH_DEPTH[img.mode])
+            img = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
+        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            rgba = img.convert("RGBA")
+            return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
         return img.convert("RGB")
 
 

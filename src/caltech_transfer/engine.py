@@ -90,7 +90,7 @@ def train(mode, params, paths, on_epoch_end=None):
     except (torch.OutOfMemoryError, RuntimeError) as err:
         if not isinstance(err, torch.OutOfMemoryError) and "allocate memory" not in str(err):
             raise
-        raise out_of_memory(mode, recipe) from None
+        raise out_of_memory(mode, recipe, prep) from None
     finally:
         log.close()
     summary = write_outputs(state, checkpoint(state, params, prep, classes, mode), paths.checkpoint, paths.metrics)
@@ -177,7 +177,8 @@ def checkpoint(state, params, prep, classes, mode):
             "preprocessing": prep, "params": params, **{f"best_{k}": v for k, v in state.best.items()}}
 
 
-def out_of_memory(mode, recipe):
+def out_of_memory(mode, recipe, prep):
     smaller = max(1, recipe["batch_size"] // 2)
-    return UserError(f"out of memory with batch size {recipe['batch_size']}: lower train.{mode}.batch_size "
-                     f"(e.g. dvc exp run -S train.{mode}.batch_size={smaller})")
+    return UserError(f"out of memory with batch size {recipe['batch_size']} at {prep['input_size']} px: lower "
+                     f"train.{mode}.batch_size (e.g. dvc exp run -S train.{mode}.batch_size={smaller}) or "
+                     "model.input_size")

@@ -63,12 +63,12 @@ def Float(minimum=0.0, positive=False, below=None, at_most=None):
     return check
 
 
-def Int(minimum=0):
+def Int(minimum=0, maximum=None):
     def check(key, value):
         if isinstance(value, bool) or not isinstance(value, int):
             _fail(key, value, "a whole number")
-        if minimum is not None and value < minimum:
-            _fail(key, value, f"a whole number >= {minimum}")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            _fail(key, value, f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
         return value
     return check
 
@@ -145,10 +145,10 @@ SCHEMA = {
     "split.test_per_class": Optional(Int(1)),
     "split.ratios": Ratios,
     "split.include_background": Bool,
-    "cache.image_size": Int(16),
+    "cache.image_size": Int(16, maximum=2048),
     "model.arch": Str,
     "model.weights": Str,
-    "model.input_size": Optional(Int(16)),
+    "model.input_size": Optional(Int(16, maximum=2048)),  # larger only exhausts memory
     "augment.crop_scale_min": Float(positive=True, at_most=1),
     "augment.hflip": Bool,
     "augment.color_jitter": Float(at_most=1),
