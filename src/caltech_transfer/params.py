@@ -237,7 +237,10 @@ def declared_keys(stage, dvc_yaml="dvc.yaml"):
 
 
 def load_params(stage, root="."):
-    """The validated params that `stage` declares in dvc.yaml, read from params.yaml under root."""
+    """The validated params that `stage` declares in dvc.yaml, read from params.yaml under root.
+
+    Hand-written rather than `dvc.api.params_show(stages=...)`: that opens the whole DVC repository (about a
+    second per call), needs one, and returns the keys without the validation this module adds."""
     root = Path(root)
     params_file = root / "params.yaml"
     if not params_file.exists():
