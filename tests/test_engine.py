@@ -160,3 +160,18 @@ def test_schedules():
     assert [round(factor(s), 3) for s in (0, 1, 2, 10)] == [0.5, 1.0, 1.0, 0.1]
     step = engine.lr_factor({**recipe, "scheduler": "step", "warmup_steps": 0}, 5, 1.0)
     assert [step(s) for s in (0, 4, 5, 9)] == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_lp_ft_starts_from_the_feature_extract_head(small_dataset, tmp_path):
+    run("feature_extract", small_dataset, tmp_path, **{"train.feature_extract.epochs": 2})
+    probe = torch.load(tmp_path / "feature_extract.pt", weights_only=True)["state_dict"]
+    # learning rates 0: the finetune checkpoint holds exactly the weights it started from
+    _, ckpt = run("finetune", small_dataset, tmp_path, **{
+        "train.finetune.init_head": "feature_extract", "train.finetune.epochs": 1, "train.finetune_lr": 0.0,
+        "train.head_lr": 0.0, "train.finetune.batch_size": 12})
+    for key in ("head.weight", "head.bias"):
+        assert torch.equal(ckpt["state_dict"][key], probe[key]), key
+    with pytest.raises(UserError, match="init_head: feature_extract needs models/feature_extract.pt trained with the "
+                                        "same model"):
+        run("finetune", small_dataset, tmp_path, **{"train.finetune.init_head": "feature_extract",
+                                                    "model.input_size": 40})

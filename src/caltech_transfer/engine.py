@@ -15,8 +15,7 @@ from tqdm import tqdm
 from . import resume
 from .data import make_loader, manifest_digest
 from .errors import UserError
-from .models import build_model
-from .modes import MODES, datasets, param_groups, set_trainable
+from .modes import datasets, initial_model, param_groups, set_trainable
 from .runlog import RunLog, write_outputs
 from .runtime import Runtime
 from .split import read_classes, read_manifest
@@ -45,8 +44,7 @@ def train(mode, params, paths, on_epoch_end=None):
     runtime = Runtime(params["runtime"])
     torch.manual_seed(t["seed"])
     classes = read_classes(paths.split)
-    weights = params["model"]["weights"] if MODES[mode].pretrained else "none"
-    model, prep = build_model(params["model"]["arch"], weights, len(classes), params["model"]["input_size"])
+    model, prep = initial_model(mode, params, classes, paths.checkpoint.parent)
     runtime.place(model)
     groups = param_groups(mode, model, t)
     net, train_set, val_set = datasets(mode, model, prep, params["augment"], recipe, paths, runtime, t["workers"])

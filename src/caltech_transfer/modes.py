@@ -3,16 +3,21 @@ learning rate, whether the backbone is frozen, and which data feeds the network 
 loop reads this table and nothing else about modes.
 
 - finetune: pretrained backbone at train.finetune_lr, new head at train.head_lr; the head may train alone
-  for the first `train.finetune.freeze_epochs` epochs;
+  for the first `train.finetune.freeze_epochs` epochs, or start from the head feature_extract trained
+  (`train.finetune.init_head: feature_extract`, LP-FT: Kumar et al. 2022);
 - scratch: random init, everything at train.scratch_lr;
 - feature_extract: pretrained backbone frozen (BatchNorm statistics included), the head at
   train.feature_extract_lr, trained on backbone features computed once (on augmented images every epoch
   with `train.feature_extract.augment: true`)."""
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch.utils.data import TensorDataset
 
+from .checkpoints import load_checkpoint
 from .data import CachedImages, eval_transform, make_loader, train_transform
+from .errors import UserError
+from .models import build_model
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,23 @@ MODES = {
     "scratch": Mode(pretrained=False, learning_rates={"backbone": "scratch_lr", "head": "scratch_lr"}),
     "feature_extract": Mode(pretrained=True, learning_rates={"head": "feature_extract_lr"}, frozen=True),
 }
+
+
+def initial_model(mode, params, classes, models_dir):
+    """(model, preprocessing) as the mode starts: pretrained or random weights, and the head of another mode's
+    checkpoint where the recipe's `init_head` names one (a linear probe first, then fine-tuning: LP-FT)."""
+    m = params["model"]
+    model, prep = build_model(m["arch"], m["weights"] if MODES[mode].pretrained else "none", len(classes),
+                              m["input_size"])
+    source = params["train"][mode].get("init_head", "none")
+    if source != "none":
+        ckpt = load_checkpoint(Path(models_dir) / f"{source}.pt")
+        if ckpt["params"]["model"] != m or ckpt["classes"] != classes:
+            raise UserError(f"train.{mode}.init_head: {source} needs models/{source}.pt trained with the same model.* "
+                            "params and classes: run dvc repro, or set init_head: none")
+        model.head.load_state_dict({k.removeprefix("head."): v for k, v in ckpt["state_dict"].items()
+                                    if k.startswith("head.")})
+    return model, prep
 
 
 def param_groups(mode, model, train_params):

@@ -164,6 +164,7 @@ SCHEMA = {
     "train.feature_extract_lr": Float(),
     **{f"train.{mode}.{k}": v for mode in ("finetune", "scratch", "feature_extract") for k, v in _RECIPE.items()},
     "train.finetune.freeze_epochs": Int(0),
+    "train.finetune.init_head": Choice("none", "feature_extract"),
     "train.feature_extract.augment": Bool,
     "evaluate.batch_size": Int(1),
     "evaluate.workers": Int(0),
