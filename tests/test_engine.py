@@ -175,3 +175,29 @@ def test_lp_ft_starts_from_the_feature_extract_head(small_dataset, tmp_path):
                                         "same model"):
         run("finetune", small_dataset, tmp_path, **{"train.finetune.init_head": "feature_extract",
                                                     "model.input_size": 40})
+
+
+def test_the_training_loop_waits_for_the_device_only_every_few_steps(monkeypatch):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from caltech_transfer.runtime import Runtime
+
+    torch.manual_seed(0)
+    loader = DataLoader(TensorDataset(torch.randn(96, 8), torch.randint(0, 3, (96,))), batch_size=2)  # 48 steps
+    net = torch.nn.Linear(8, 3)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    syncs = []
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, _name=name, **k: (
+            syncs.append(_name), _real(self, *a, **k))[1])
+    monkeypatch.setattr(engine, "CHECK_EVERY", 10)
+    loss, accuracy, seen = engine.train_one_epoch(net, loader, torch.nn.CrossEntropyLoss(), optimizer, scheduler,
+                                                  scaler, Runtime({"device": "cpu", "precision": "fp32",
+                                                                   "channels_last": False}), 0.0, "sync test")
+    assert seen == 96 and 0 < loss < 5 and 0 <= accuracy <= 1
+    # steps 10, 20, 30, 40 and the last look at the loss once each; the epoch's totals are read once at the end;
+    # the DataLoader draws its seed once per epoch. A wait per step would add 48 or more.
+    assert syncs == ["item"] * (5 + 2 + 1), syncs

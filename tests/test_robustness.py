@@ -196,3 +196,17 @@ cli(lambda: download.run({str(caltech_tree)!r}, "", "", "data/raw", "data/downlo
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "interrupted (SIGTERM)" in err and "Traceback" not in err
     assert not list((tmp_path / "data").glob(".raw-tmp-*")) and not (tmp_path / "data" / "raw").exists()
+
+
+def test_a_stage_with_worker_processes_still_ends(caltech_tree, tmp_path):
+    """Pool workers inherit the SIGTERM handler; the pool's own shutdown (it terminates them) must not hang."""
+    script = f"""
+from pathlib import Path
+from caltech_transfer.errors import cli
+from caltech_transfer.split import check_image, parallel_map
+files = sorted(Path({str(caltech_tree)!r}).rglob("*.jpg")) * 4
+cli(lambda: print(len(list(parallel_map(check_image, files, 2, desc="check")))))()
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) >= 64

@@ -103,6 +103,10 @@ class CachedImages(Dataset):
     def __len__(self):
         return len(self.paths)
 
+    @property
+    def nbytes(self):
+        return self.file.stat().st_size
+
     def image(self, i):
         if self._pixels is None:
             self._pixels = np.load(self.file, mmap_mode="r")

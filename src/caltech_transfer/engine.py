@@ -13,9 +13,9 @@ from torch import nn
 from tqdm import tqdm
 
 from . import resume
-from .data import make_loader, manifest_digest
+from .data import manifest_digest
 from .errors import UserError
-from .modes import datasets, initial_model, param_groups, set_trainable
+from .modes import initial_model, loaders, param_groups, set_trainable
 from .runlog import RunLog, write_outputs
 from .runtime import Runtime
 from .split import read_classes, read_manifest
@@ -47,11 +47,8 @@ def train(mode, params, paths, on_epoch_end=None):
     model, prep = initial_model(mode, params, classes, paths.checkpoint.parent)
     runtime.place(model)
     groups = param_groups(mode, model, t)
-    net, train_set, val_set = datasets(mode, model, prep, params["augment"], recipe, paths, runtime, t["workers"])
     generator = torch.Generator()
-    workers = t["workers"] if net is model else 0  # features in memory need no loader processes
-    train_loader = make_loader(train_set, recipe["batch_size"], shuffle=True, workers=workers, generator=generator)
-    val_loader = make_loader(val_set, recipe["batch_size"], workers=workers)
+    net, train_loader, val_loader = loaders(mode, model, prep, params, paths, runtime, generator)
     optimizer, scheduler = make_optimizer(recipe, groups, steps_per_epoch=len(train_loader))
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])

@@ -1,5 +1,6 @@
 """Errors meant for the person running a stage: one line, saying what to do; and one way to stop."""
 import functools
+import os
 import signal
 import sys
 
@@ -13,7 +14,12 @@ class Terminated(KeyboardInterrupt):
     is, so it unwinds exactly like Ctrl-C: temporary folders are removed and outputs are left untouched."""
 
 
+_stage_pid = None
+
+
 def _terminate(signum, frame):
+    if os.getpid() != _stage_pid:  # a worker forked from the stage (a pool, a loader): just end, the stage cleans up
+        os._exit(128 + signum)
     raise Terminated()
 
 
@@ -22,6 +28,8 @@ def cli(main):
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        global _stage_pid
+        _stage_pid = os.getpid()
         signal.signal(signal.SIGTERM, _terminate)
         try:
             return main(*args, **kwargs)

@@ -16,6 +16,7 @@ from torch.utils.data import TensorDataset
 
 from .checkpoints import load_checkpoint
 from .data import CachedImages, eval_transform, make_loader, train_transform
+from .device_batches import DeviceBatches, fits_on_device
 from .errors import UserError
 from .models import build_model
 
@@ -77,16 +78,33 @@ def set_trainable(mode, model, net, epoch, recipe):
         model.backbone.requires_grad_(not frozen)
 
 
-def datasets(mode, model, prep, augment, recipe, data, runtime, workers):
-    """(network that trains, train set, val set): the whole model on images, or, where the backbone gives
-    the same features every epoch, the head alone on those features, computed here once."""
-    train_images = CachedImages(data.cache, data.split, "train", train_transform(prep, augment))
-    val_images = CachedImages(data.cache, data.split, "val", eval_transform(prep))
-    if not MODES[mode].features_once(recipe):
-        return model, train_images, val_images
-    model.eval()
-    clean_train = CachedImages(data.cache, data.split, "train", eval_transform(prep))
-    features = [TensorDataset(*runtime.infer(model.features, make_loader(images, recipe["batch_size"], workers=workers),
-                                             f"features {images.split}"))
-                for images in (clean_train, val_images)]
-    return model.head, *features
+def loaders(mode, model, prep, params, paths, runtime, generator):
+    """(network that trains, train batches, val batches). The whole model on images, from loader processes or,
+    with train.data_path device (auto: on a GPU the cache fits), cut and augmented on the device; or, where the
+    backbone gives the same features every epoch, the head alone on those features, computed here once."""
+    recipe, workers, augment = params["train"][mode], params["train"]["workers"], params["augment"]
+    train_images = CachedImages(paths.cache, paths.split, "train", train_transform(prep, augment))
+    val_images = CachedImages(paths.cache, paths.split, "val", eval_transform(prep))
+    batch = recipe["batch_size"]
+    if MODES[mode].features_once(recipe):
+        model.eval()
+        clean_train = CachedImages(paths.cache, paths.split, "train", eval_transform(prep))
+        train_set, val_set = [TensorDataset(*runtime.infer(model.features, make_loader(images, batch, workers=workers),
+                                                           f"features {images.split}"))
+                              for images in (clean_train, val_images)]
+        return (model.head, make_loader(train_set, batch, shuffle=True, generator=generator),
+                make_loader(val_set, batch))
+    if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device):
+        common = dict(batch_size=batch, device=runtime.device, size=prep["input_size"],
+                      crop_fraction=prep["input_size"] / prep["resize_size"])
+        return (model, DeviceBatches(train_images, train=True, scale_min=augment["crop_scale_min"],
+                                     hflip=augment["hflip"], generator=generator, **common),
+                DeviceBatches(val_images, train=False, **common))
+    return (model, make_loader(train_images, batch, shuffle=True, workers=workers, generator=generator),
+            make_loader(val_images, batch, workers=workers))
+
+
+def use_device_path(choice, train_images, val_images, device):
+    if choice == "auto":
+        return device == "cuda" and fits_on_device(train_images.nbytes + val_images.nbytes, device)
+    return choice == "device"

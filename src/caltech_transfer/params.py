@@ -158,6 +158,7 @@ SCHEMA = {
     "runtime.channels_last": Bool,
     "train.seed": Int(None),
     "train.workers": Int(0),
+    "train.data_path": Choice("auto", "loader", "device"),
     "train.finetune_lr": Float(),
     "train.head_lr": Float(),
     "train.scratch_lr": Float(),

@@ -1,0 +1,254 @@
+"""Training and evaluation speed, three ways, in one process on the same model and images:
+
+1. seeds: the way the projects this one replaces train: PIL decode and torchvision transforms per sample every
+   epoch, fp32, 2 loader workers, a plain loop that reads the loss every step;
+2. project: this project's path exactly as the stages run it (the cache, `modes.loaders`, `engine.train_one_epoch`,
+   `Runtime.infer`, with the project's params.yaml for augmentation, workers, precision and data path);
+3. compute: the same model, precision and memory format on random tensors already on the device (the limit).
+
+    python benchmarks/speed.py [--arch resnet18] [--size 224] [--batch 32] [--steps 6] [--device auto]
+
+Prints a table and writes benchmarks/results/speed-<device>.json. Reports figures; asserts nothing."""
+import argparse
+import json
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from caltech_transfer import split
+from caltech_transfer.data import CachedImages, build_cache, eval_transform, load_rgb, make_loader
+from caltech_transfer.device_batches import DeviceBatches
+from caltech_transfer.engine import Paths, train_one_epoch
+from caltech_transfer.models import build_model
+from caltech_transfer.modes import loaders
+from caltech_transfer.params import load_params
+from caltech_transfer.runtime import Runtime, cpu_has_fast_bf16
+
+PROJECT = Path(__file__).resolve().parents[1]
+ARCHIVE = PROJECT.parent / "shared" / "datasets" / "caltech-101.zip"
+
+
+def images_folder(workdir, per_class):
+    """101_ObjectCategories with `per_class` images of each class, from ../shared's archive."""
+    root = workdir / "101_ObjectCategories"
+    if root.exists():
+        return root
+    if not ARCHIVE.exists():
+        sys.exit(f"{ARCHIVE} not found: the benchmark uses the real Caltech-101 images")
+    with zipfile.ZipFile(ARCHIVE) as zf, zf.open("caltech-101/101_ObjectCategories.tar.gz") as inner:
+        import tarfile
+        with tarfile.open(fileobj=inner, mode="r|gz") as tf:
+            counts = {}
+            for member in tf:
+                parts = Path(member.name).parts
+                if member.isfile() and len(parts) == 3 and parts[1] != "BACKGROUND_Google" and \
+                        parts[2].endswith(".jpg") and counts.get(parts[1], 0) < per_class:
+                    counts[parts[1]] = counts.get(parts[1], 0) + 1
+                    tf.extract(member, workdir, filter="data")
+    return root
+
+
+class Files(Dataset):
+    """The seeds' dataset: decode the JPEG with PIL and transform it, per sample, every epoch."""
+
+    def __init__(self, rows, root, transform):
+        self.rows, self.root, self.transform = rows, root, transform
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        path, _, label = self.rows[i]
+        return self.transform(load_rgb(self.root / path)), label
+
+
+def seeds_way(model, rows, root, batch, device, mean, std):
+    """(train img/s, eval img/s): fp32, per-sample transforms in 2 workers, the loss read every step."""
+    normalise = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    train = DataLoader(Files(rows, root, v2.Compose([v2.RandomResizedCrop(224), v2.RandomHorizontalFlip(),
+                                                     *normalise])), batch, shuffle=True, num_workers=2)
+    test = DataLoader(Files(rows, root, v2.Compose([v2.Resize(256), v2.CenterCrop(224), *normalise])), batch,
+                      num_workers=2)
+    model = nn.Sequential(model.backbone, model.head).to(device)  # inputs come normalised, fp32, NCHW
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+
+    def train_epoch():
+        model.train()
+        for inputs, labels in train:
+            inputs, labels = inputs.to(device), labels.to(device)
+            loss = criterion(model(inputs), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss.item()
+
+    def eval_epoch():
+        model.eval()
+        with torch.no_grad():
+            for inputs, _ in test:
+                model(inputs.to(device)).argmax(1).cpu()
+
+    return timed(train_epoch, len(rows), device), timed(eval_epoch, len(rows), device)
+
+
+def project_way(model, prep, params, paths, batch, runtime):
+    """((train img/s, eval img/s), data path) through the project's own loaders, loop and inference, as the
+    train and evaluate stages run them."""
+    params["train"]["finetune"]["batch_size"] = batch
+    runtime.place(model)
+    net, train, _ = loaders("finetune", model, prep, params, paths, runtime, torch.Generator())
+    test = make_loader(CachedImages(paths.cache, paths.split, "train", eval_transform(prep)), batch, workers=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    count = len(test.dataset)
+
+    def train_epoch():
+        train_one_epoch(net, train, criterion, optimizer, scheduler, scaler, runtime, 0.0, "project train")
+
+    def eval_epoch():  # as the evaluate stage: features on the device, the head on the CPU
+        model.eval()
+        features, _ = runtime.infer(model.features, test, "project eval")
+        model.head.float().cpu()(features)
+        model.head.to(runtime.device)
+
+    path = "device" if isinstance(train, DeviceBatches) else "loader"
+    return (timed(train_epoch, count, runtime.device), timed(eval_epoch, count, runtime.device)), path
+
+
+def compute_only(model, size, batch, steps, runtime):
+    """(train img/s, eval img/s) on random tensors already on the device: the hardware's limit for this model."""
+    runtime.place(model)
+    inputs = runtime.to_device(torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8).float())
+    labels = torch.randint(0, 101, (batch,), device=runtime.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+
+    def train_epoch():
+        model.train()
+        for _ in range(steps):
+            with runtime.autocast():
+                loss = criterion(model(inputs).float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        loss.item()
+
+    def eval_epoch():
+        model.eval()
+        with torch.inference_mode(), runtime.autocast():
+            outputs = [model(inputs).float() for _ in range(steps)]
+        torch.cat(outputs).cpu()
+
+    return timed(train_epoch, steps * batch, runtime.device), timed(eval_epoch, steps * batch, runtime.device)
+
+
+def timed(epoch, images, device):
+    """Images per second of the second run of `epoch` (the first warms up workers, caches and kernels)."""
+    epoch()
+    synchronise(device)
+    tic = time.perf_counter()
+    epoch()
+    synchronise(device)
+    return images / (time.perf_counter() - tic)
+
+
+def synchronise(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_gb(device):
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+
+
+def cpu_name():
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=6, help="batches per timed epoch")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--workdir", default=None, help="keeps the extracted images and cache between runs")
+    parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/speed-<device>.json)")
+    args = parser.parse_args()
+
+    params = load_params("train_finetune", PROJECT)
+    params["runtime"]["device"] = args.device
+    runtime = Runtime(params["runtime"])
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="caltech-speed-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    per_class = -(-args.batch * args.steps // 101)
+    root = images_folder(workdir, per_class + 3)
+    paths = Paths(workdir / "split", workdir / "cache", workdir / "unused.pt", workdir / "metrics", workdir / "logs")
+    split_params = {"scheme": "standard", "seed": 0, "train_per_class": per_class + 1, "val_per_class": 1,
+                    "test_per_class": 1, "ratios": [0.8, 0.1, 0.1], "include_background": False}
+    if not (paths.cache / "meta.json").exists():
+        split.run(root, paths.split, split_params, workers=2)
+        build_cache(root, paths.split, paths.cache, 256, workers=2)
+    train_rows = split.read_manifest(paths.split / "train.csv")
+    classes = len(split.read_classes(paths.split))
+
+    def fresh_model():
+        torch.manual_seed(0)
+        model, prep = build_model(args.arch, "none", classes, args.size)
+        return model, prep
+
+    model, prep = fresh_model()
+    results = {"seeds": seeds_way(model, train_rows, root, args.batch, runtime.device, prep["mean"], prep["std"])}
+    seeds_peak = peak_memory_gb(runtime.device)
+    results["project"], data_path = project_way(*fresh_model(), params, paths, args.batch, runtime)
+    results["compute"] = compute_only(fresh_model()[0], args.size, args.batch, args.steps, runtime)
+    report = {
+        "arch": args.arch, "size": args.size, "batch": args.batch, "images_per_epoch": len(train_rows),
+        "device": runtime.device, "device_name": torch.cuda.get_device_name() if runtime.device == "cuda" else cpu_name(),
+        "cpu_native_bf16": cpu_has_fast_bf16(), "threads": torch.get_num_threads(),
+        "project_precision": str(runtime.amp_dtype or torch.float32).removeprefix("torch."),
+        "project_data_path": data_path, "project_loader_workers": params["train"]["workers"],
+        "project_channels_last": runtime.channels_last, "torch": torch.__version__,
+        "images_per_second": {way: {"train": round(t, 2), "eval": round(e, 2)} for way, (t, e) in results.items()},
+        "project_vs_seeds": {k: round(results["project"][i] / results["seeds"][i], 3) for i, k in enumerate(("train", "eval"))},
+        "project_vs_compute": {k: round(results["project"][i] / results["compute"][i], 3)
+                               for i, k in enumerate(("train", "eval"))},
+        "peak_memory_gb": {"seeds": round(seeds_peak, 2), "all": round(peak_memory_gb(runtime.device), 2)},
+    }
+    print(f"{args.arch} {args.size}px batch {args.batch} on {report['device_name']} ({runtime.device}, "
+          f"project precision {report['project_precision']}, native bf16: {report['cpu_native_bf16']})")
+    print(f"{'way':<10}{'train img/s':>14}{'eval img/s':>14}")
+    for way, (t, e) in results.items():
+        print(f"{way:<10}{t:>14.1f}{e:>14.1f}")
+    print(f"project / seeds: train {report['project_vs_seeds']['train']:.2f}x, eval {report['project_vs_seeds']['eval']:.2f}x; "
+          f"project / compute: train {report['project_vs_compute']['train']:.0%}, "
+          f"eval {report['project_vs_compute']['eval']:.0%}")
+    out = Path(args.out or PROJECT / "benchmarks" / "results" / f"speed-{runtime.device}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
