@@ -141,7 +141,7 @@ def train_transform(prep, augment):
     return v2.Compose(steps)
 
 
-def make_loader(dataset, batch_size, shuffle=False, workers=0, generator=None):
+def make_loader(dataset, batch_size, workers=0, sampler=None):
     """Worker processes persist across epochs: starting them anew each epoch costs seconds."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())

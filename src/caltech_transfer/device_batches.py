@@ -51,22 +51,23 @@ class DeviceBatches:
     """An iterable of (images, labels) batches like a DataLoader's, cut from device-resident pixels.
     Training: shuffled, a random resized crop and a random flip per sample. Evaluation: the centre crop."""
 
-    def __init__(self, images, batch_size, device, size, train, scale_min=0.25, hflip=True, crop_fraction=0.875,
-                 generator=None):
+    def __init__(self, images, batch_size, device, size, train, sampler=None, scale_min=0.25, hflip=True,
+                 crop_fraction=0.875, generator=None):
         pixels = np.load(images.file, mmap_mode="r")
         self.pixels = torch.from_numpy(np.array(pixels)).to(device).permute(0, 3, 1, 2)  # NCHW uint8, in memory
         self.labels = images.labels.to(device)
         self.batch_size, self.size, self.train = batch_size, size, train
         self.scale_min, self.hflip, self.crop_fraction = scale_min, hflip, crop_fraction
         self.generator = generator or torch.Generator()
+        # which images, in which order: all of them in turn, unless a (shuffling, sharding) sampler is given
+        self.sampler = sampler if sampler is not None else range(len(self.labels))
 
     def __len__(self):
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self):
-        count, (height, width) = len(self.labels), self.pixels.shape[2:]
-        order = torch.randperm(count, generator=self.generator) if self.train else torch.arange(count)
-        for index in order.split(self.batch_size):
+        height, width = self.pixels.shape[2:]
+        for index in torch.tensor(list(self.sampler), dtype=torch.long).split(self.batch_size):
             n = len(index)
             if self.train:
                 boxes = crop_boxes(n, height, width, self.scale_min, self.generator)

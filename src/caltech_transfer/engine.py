@@ -15,8 +15,9 @@ from tqdm import tqdm
 from . import resume
 from .data import manifest_digest
 from .errors import UserError
-from .modes import initial_model, loaders, param_groups, set_trainable
+from .modes import initial_model, loaders, param_groups, set_trainable, trainer
 from .runlog import RunLog, write_outputs
+from .distributed import is_main, sum_over_processes
 from .runtime import Runtime
 from .split import read_classes, read_manifest
 
@@ -49,6 +50,7 @@ def train(mode, params, paths, on_epoch_end=None):
     groups = param_groups(mode, model, t)
     generator = torch.Generator()
     net, train_loader, val_loader = loaders(mode, model, prep, params, paths, runtime, generator)
+    stepper = trainer(mode, net, recipe, runtime.device)  # net, or under torchrun its DDP wrapper
     optimizer, scheduler = make_optimizer(recipe, groups, steps_per_epoch=len(train_loader))
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
@@ -67,7 +69,7 @@ def train(mode, params, paths, on_epoch_end=None):
             lrs = {f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups}  # as the epoch starts
             tic = time.time()
             train_loss, train_acc, seen = train_one_epoch(
-                net, train_loader, criterion, optimizer, scheduler, scaler, runtime, recipe["grad_clip"],
+                stepper, train_loader, criterion, optimizer, scheduler, scaler, runtime, recipe["grad_clip"],
                 f"{mode} {epoch + 1}/{recipe['epochs']}")
             val_loss, val_acc = validate(net, val_loader, runtime)
             seconds = time.time() - tic
@@ -100,7 +102,7 @@ def train_one_epoch(net, loader, criterion, optimizer, scheduler, scaler, runtim
     total_loss = torch.zeros((), device=runtime.device)
     correct = torch.zeros((), dtype=torch.long, device=runtime.device)
     seen, tic = 0, time.time()
-    bar = tqdm(loader, desc=desc, unit="batch")
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not is_main())
     for step, (inputs, targets) in enumerate(bar, 1):
         inputs, targets = runtime.to_device(inputs), targets.to(runtime.device, non_blocking=True)
         with runtime.autocast():
@@ -121,7 +123,9 @@ def train_one_epoch(net, loader, criterion, optimizer, scheduler, scaler, runtim
             mean_loss = total_loss.item() / seen
             check_finite(mean_loss, desc, seen)
             bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{seen / (time.time() - tic):.1f}")
-    return total_loss.item() / seen, correct.item() / seen, seen
+    totals = torch.stack([total_loss, correct.float(), torch.tensor(float(seen), device=runtime.device)])
+    loss_sum, hits, count = sum_over_processes(totals)[0].tolist()  # under torchrun: over all processes
+    return loss_sum / count, hits / count, int(count)
 
 
 def check_finite(loss, desc, seen):
@@ -131,10 +135,13 @@ def check_finite(loss, desc, seen):
 
 
 def validate(net, loader, runtime):
-    """(loss, accuracy) on the validation split."""
+    """(loss, accuracy) on the validation split (under torchrun, each process's share, summed over all)."""
     net.eval()
     logits, labels = runtime.infer(net, loader, "validate")
-    return nn.functional.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
+    sums = torch.stack([nn.functional.cross_entropy(logits, labels, reduction="sum"),
+                        (logits.argmax(1) == labels).sum().float(), torch.tensor(float(len(labels)))])
+    loss, hits, count = sum_over_processes(sums)[0].tolist()
+    return loss / count, hits / count
 
 
 def make_optimizer(recipe, groups, steps_per_epoch):

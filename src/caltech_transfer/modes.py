@@ -17,6 +17,7 @@ from torch.utils.data import TensorDataset
 from .checkpoints import load_checkpoint
 from .data import CachedImages, eval_transform, make_loader, train_transform
 from .device_batches import DeviceBatches, fits_on_device
+from .distributed import ShardedSampler, gather_in_order, per_process, wrap
 from .errors import UserError
 from .models import build_model
 
@@ -79,29 +80,43 @@ def set_trainable(mode, model, net, epoch, recipe):
 
 
 def loaders(mode, model, prep, params, paths, runtime, generator):
-    """(network that trains, train batches, val batches). The whole model on images, from loader processes or,
-    with train.data_path device (auto: on a GPU the cache fits), cut and augmented on the device; or, where the
-    backbone gives the same features every epoch, the head alone on those features, computed here once."""
+    """(network that trains, train batches, val batches) of this process. The whole model on images, from loader
+    processes or, with train.data_path device (auto: on a GPU the cache fits), cut and augmented on the device;
+    or, where the backbone gives the same features every epoch, the head alone on those features, computed here
+    once. Under torchrun each process gets its share of every split (`distributed.ShardedSampler`)."""
     recipe, workers, augment = params["train"][mode], params["train"]["workers"], params["augment"]
     train_images = CachedImages(paths.cache, paths.split, "train", train_transform(prep, augment))
     val_images = CachedImages(paths.cache, paths.split, "val", eval_transform(prep))
-    batch = recipe["batch_size"]
+    batch = per_process(recipe["batch_size"])
+    shuffled = ShardedSampler(len(train_images), generator, shuffle=True)  # the engine seeds `generator` per epoch
     if MODES[mode].features_once(recipe):
         model.eval()
         clean_train = CachedImages(paths.cache, paths.split, "train", eval_transform(prep))
-        train_set, val_set = [TensorDataset(*runtime.infer(model.features, make_loader(images, batch, workers=workers),
-                                                           f"features {images.split}"))
+        train_set, val_set = [TensorDataset(*once_per_image(model.features, images, batch, workers, runtime))
                               for images in (clean_train, val_images)]
-        return (model.head, make_loader(train_set, batch, shuffle=True, generator=generator),
-                make_loader(val_set, batch))
+        return model.head, make_loader(train_set, batch, sampler=shuffled), make_loader(
+            val_set, batch, sampler=ShardedSampler(len(val_set)))
     if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device):
         common = dict(batch_size=batch, device=runtime.device, size=prep["input_size"],
                       crop_fraction=prep["input_size"] / prep["resize_size"])
-        return (model, DeviceBatches(train_images, train=True, scale_min=augment["crop_scale_min"],
+        return (model, DeviceBatches(train_images, train=True, sampler=shuffled, scale_min=augment["crop_scale_min"],
                                      hflip=augment["hflip"], generator=generator, **common),
-                DeviceBatches(val_images, train=False, **common))
-    return (model, make_loader(train_images, batch, shuffle=True, workers=workers, generator=generator),
-            make_loader(val_images, batch, workers=workers))
+                DeviceBatches(val_images, train=False, sampler=ShardedSampler(len(val_images)), **common))
+    return (model, make_loader(train_images, batch, workers, sampler=shuffled),
+            make_loader(val_images, batch, workers, sampler=ShardedSampler(len(val_images))))
+
+
+def once_per_image(fn, images, batch, workers, runtime):
+    """(fn of every image, labels) in order; each process computes its share."""
+    outputs, labels = runtime.infer(fn, make_loader(images, batch, workers, sampler=ShardedSampler(len(images))),
+                                    f"features {images.split}")
+    return gather_in_order(outputs, len(images)), gather_in_order(labels, len(images))
+
+
+def trainer(mode, net, recipe, device):
+    """The network that takes the training steps (under torchrun, its DDP wrapper)."""
+    return wrap(net, device, batchnorm_trains=not MODES[mode].frozen,
+                some_frozen_epochs=recipe.get("freeze_epochs", 0) > 0)
 
 
 def use_device_path(choice, train_images, val_images, device):

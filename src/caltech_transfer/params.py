@@ -159,6 +159,7 @@ SCHEMA = {
     "train.seed": Int(None),
     "train.workers": Int(0),
     "train.data_path": Choice("auto", "loader", "device"),
+    "train.processes": Int(1),
     "train.finetune_lr": Float(),
     "train.head_lr": Float(),
     "train.scratch_lr": Float(),

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .checkpoints import load_checkpoint
+from .distributed import is_main
 from .errors import UserError
 from .files import save_torch
 
@@ -48,6 +49,8 @@ def resume_path(checkpoint_path):
 
 
 def save(path, run_fingerprint, state, model, optimizer, scheduler, scaler):
+    if not is_main():  # every process holds the same state; one writes it
+        return
     save_torch({"fingerprint": run_fingerprint, "state": asdict(state), "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict()}, path)
@@ -74,5 +77,6 @@ def load(path, run_fingerprint, model, optimizer, scheduler, scaler, device):
         path.replace(aside)
         raise UserError(f"cannot resume from {path} ({err}); it was moved to {aside}: run the stage again "
                         "to start afresh") from None
-    print(f"resuming after epoch {state.epoch} from {path}")
+    if is_main():
+        print(f"resuming after epoch {state.epoch} from {path}")
     return state

@@ -2,20 +2,27 @@
 per-epoch history (TSV) and the summary (JSON, a DVC metric) once, when the run completes."""
 from pathlib import Path
 
+from .distributed import is_main
 from .files import save_torch, write_csv, write_json
 
 
 class RunLog:
+    """Under torchrun only the first process reports; the others' RunLog does nothing."""
+
     def __init__(self, mode, log_dir, fresh):
         from torch.utils.tensorboard import SummaryWriter  # slow import, needed by training only
 
-        self.mode = mode
+        self.mode, self.active = mode, is_main()
+        if not self.active:
+            return
         if fresh:  # a fresh run starts a fresh TensorBoard log
             for old in Path(log_dir).glob("events.out.tfevents.*"):
                 old.unlink()
         self.writer = SummaryWriter(log_dir)
 
     def epoch(self, row):
+        if not self.active:
+            return
         print(f"{self.mode} epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} "
               f"| val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} | {row['images_per_second']:.1f} img/s")
         epoch = row["epoch"]
@@ -30,7 +37,8 @@ class RunLog:
         self.writer.flush()
 
     def close(self):
-        self.writer.close()
+        if self.active:
+            self.writer.close()
 
 
 def summary(state):
@@ -46,7 +54,10 @@ def write_history(history, path):
 
 
 def write_outputs(state, checkpoint, checkpoint_path, metrics_dir):
-    """The run's outputs, written together at its end: best weights, history, summary."""
+    """The run's outputs, written together at its end (by the first process only): best weights, history,
+    summary."""
+    if not is_main():
+        return summary(state)
     save_torch(checkpoint, checkpoint_path)
     write_history(state.history, Path(metrics_dir) / "history.tsv")
     write_json(Path(metrics_dir) / "train.json", summary(state))

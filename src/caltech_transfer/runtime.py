@@ -4,6 +4,7 @@ the precision, and batched inference. Read from the `runtime` params section, so
 import torch
 from tqdm import tqdm
 
+from .distributed import is_main, join
 from .errors import UserError
 from .modes import MODES
 
@@ -48,7 +49,7 @@ class Runtime:
     """Device, autocast dtype and memory format, resolved once from the `runtime` params."""
 
     def __init__(self, params):
-        self.device = resolve_device(params["device"])
+        self.device = join(resolve_device(params["device"]))  # under torchrun: this process's GPU
         self.amp_dtype = autocast_dtype(params["precision"], self.device)
         self.channels_last = params["channels_last"]
 
@@ -69,7 +70,7 @@ class Runtime:
         Outputs stay on the device until the end, so the host waits once, not once per batch."""
         outputs, labels = [], []
         with torch.inference_mode(), self.autocast():
-            for inputs, targets in tqdm(loader, desc=desc, unit="batch", leave=False):
+            for inputs, targets in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not is_main()):
                 outputs.append(fn(self.to_device(inputs)).float())
                 labels.append(targets)
         return torch.cat(outputs).cpu(), torch.cat(labels)

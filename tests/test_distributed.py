@@ -1,0 +1,115 @@
+"""Training with DDP under torchrun: 2 processes with gloo on the CPU, on synthetic data."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from caltech_transfer.distributed import ShardedSampler, gather_in_order
+from caltech_transfer.params import read_yaml, set_dotted
+from conftest import PROJECT
+
+# 6 epochs at batch 4 (2 per process): small steps, so the effective batch is what the comparison is about
+SETTINGS = {"train.finetune.epochs": 6, "train.finetune_lr": 1e-3, "train.head_lr": 1e-3,
+            "train.finetune.batch_size": 4}
+
+
+@pytest.mark.parametrize("count", [24, 25])
+def test_shards_are_disjoint_and_cover_the_set(count):
+    generator = torch.Generator().manual_seed(3)
+    shards = []
+    for rank in range(2):
+        generator.manual_seed(3)  # as the engine seeds it each epoch, the same on every process
+        shards.append(list(ShardedSampler(count, generator, shuffle=True, rank=rank, size=2)))
+    assert len(shards[0]) == len(shards[1]) == -(-count // 2)  # the same number of steps on each process
+    assert set(shards[0]) | set(shards[1]) == set(range(count))
+    overlap = [i for i in shards[0] if i in shards[1]]
+    assert len(overlap) == len(shards[0]) * 2 - count  # only the padding of an odd count repeats an index
+    evaluation = [list(ShardedSampler(count, rank=rank, size=2)) for rank in range(2)]
+    assert sorted(evaluation[0] + evaluation[1]) == list(range(count))
+
+
+def test_one_process_gathers_what_it_has():
+    rows = torch.arange(10).view(5, 2)
+    assert torch.equal(gather_in_order(rows, 5), rows)
+
+
+def stage_dir(small_dataset, root, **overrides):
+    shutil.copytree(small_dataset / "split", root / "data" / "split")
+    shutil.copytree(small_dataset / "cache", root / "data" / "cache")
+    shutil.copy(PROJECT / "dvc.yaml", root)
+    params = read_yaml(PROJECT / "tests" / "params.yaml")
+    for dotted, value in {**SETTINGS, **overrides}.items():
+        set_dotted(params, dotted, value)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def train_stage(folder, **popen):
+    return subprocess.Popen([sys.executable, str(PROJECT / "stages" / "train.py"), "finetune"], cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finished(proc):
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def summary(folder):
+    return read_yaml(folder / "metrics" / "finetune" / "train.json")
+
+
+def test_two_processes_learn_like_one_with_the_same_effective_batch(small_dataset, tmp_path):
+    single = stage_dir(small_dataset, tmp_path / "single")
+    double = stage_dir(small_dataset, tmp_path / "double", **{"train.processes": 2})
+    finished(train_stage(single))
+    out = finished(train_stage(double))
+    assert out.count("finetune epoch 6:") == 1  # one process reports
+    one, two = summary(single), summary(double)
+    assert two["best_val_accuracy"] >= 0.9  # chance is 1/3
+    # Same global batches (batch norm is per process on the CPU, and the random crops differ), so the runs end within
+    # 0.1 of each other in validation accuracy (the synthetic validation split has 12 images).
+    assert abs(two["best_val_accuracy"] - one["best_val_accuracy"]) <= 0.1
+    assert sorted(p.name for p in (double / "models").iterdir()) == ["finetune.pt"]
+    assert sorted(p.name for p in (double / "metrics" / "finetune").iterdir()) == ["history.tsv", "train.json"]
+    history = (double / "metrics" / "finetune" / "history.tsv").read_text().splitlines()
+    assert len(history) == 1 + 6
+
+
+def test_an_interrupted_two_process_run_resumes(small_dataset, tmp_path):
+    folder = stage_dir(small_dataset, tmp_path, **{"train.processes": 2, "train.finetune.epochs": 30})
+    resume_file = folder / "models" / "finetune.resume.pt"
+    proc = train_stage(folder, start_new_session=True)
+    deadline = time.time() + 600
+    while not (resume_file.exists() and torch.load(resume_file, weights_only=True)["state"]["epoch"] >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0 and not (folder / "models" / "finetune.pt").exists()
+    stopped_after = torch.load(resume_file, weights_only=True)["state"]["epoch"]
+    out = finished(train_stage(folder))
+    assert f"resuming after epoch {stopped_after}" in out
+    history = (folder / "metrics" / "finetune" / "history.tsv").read_text().splitlines()
+    assert [int(line.split("\t")[0]) for line in history[1:]] == list(range(1, 31))
+
+
+def test_feature_extraction_shards_its_feature_pass(small_dataset, tmp_path):
+    """Each process computes the features of its share; gathered in order, the head then trains as on one process
+    (no batch norm, no augmentation: the same numbers up to float rounding)."""
+    settings = {"train.feature_extract.epochs": 5, "train.feature_extract.batch_size": 4}
+    single = stage_dir(small_dataset, tmp_path / "single", **settings)
+    double = stage_dir(small_dataset, tmp_path / "double", **settings, **{"train.processes": 2})
+    for folder in (single, double):
+        proc = subprocess.Popen([sys.executable, str(PROJECT / "stages" / "train.py"), "feature_extract"],
+                                cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        finished(proc)
+    heads = [torch.load(f / "models" / "feature_extract.pt", weights_only=True)["state_dict"]["head.weight"]
+             for f in (single, double)]
+    assert torch.allclose(heads[0], heads[1], atol=1e-4)
