@@ -172,3 +172,54 @@ def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):
         assert [int(line.split("\t")[0]) for line in history[1:]] == list(range(1, 61))
     finally:
         (repo / "params.yaml").write_text(original)
+
+
+def reset_to_head(repo):
+    """The committed baseline in the workspace again, after tests that left experiments' results there."""
+    sh(repo, "git", "checkout", "--", ".")
+    dvc(repo, "checkout", "--force")
+
+
+def test_a_queue_of_two_experiments_runs_in_parallel(repo):
+    """Two queued experiments, run two at a time in temporary copies; the data stages come from the DVC cache."""
+    reset_to_head(repo)
+    for lr in ("1e-3", "1e-2"):
+        dvc(repo, "exp", "run", "--queue", "-S", f"train.finetune_lr={lr}")
+    dvc(repo, "queue", "start", "-j", "2")
+    deadline = time.time() + 900
+    while True:
+        status = dvc(repo, "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        assert time.time() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") >= 2, status
+    names = [line.split()[1] for line in status.splitlines() if "Success" in line][:2]
+    for name in names:
+        log = dvc(repo, "queue", "logs", name).stdout
+        assert "Running stage 'train_finetune'" in log
+        assert not any(f"Running stage '{stage}'" in log for stage in ("download", "split", "cache")), log
+    table = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    runs = [exp for commit in table for exp in (commit.get("experiments") or [])]
+    found = {}
+    for exp in runs:
+        data = exp["revs"][0]["data"]
+        lr = data["params"]["params.yaml"]["data"]["train"]["finetune_lr"]
+        metrics = data["metrics"]["metrics/finetune/test.json"]["data"]
+        found[lr] = metrics["mean_per_class_accuracy"]
+    assert {1e-3, 1e-2} <= set(found), found
+
+
+def test_push_clone_pull_and_nothing_to_run(repo, tmp_path):
+    """A teammate clones the Git repository, pulls the data, models and metrics, and has nothing to rerun."""
+    reset_to_head(repo)
+    dvc(repo, "remote", "add", "-d", "storage", str(tmp_path / "remote"))
+    sh(repo, "git", "add", ".dvc/config")
+    sh(repo, "git", "commit", "-qm", "remote")
+    dvc(repo, "push")
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    dvc(clone, "pull")
+    assert (clone / "models" / "finetune.pt").exists() and (clone / "data" / "cache" / "train.npy").exists()
+    status = dvc(clone, "status")
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
