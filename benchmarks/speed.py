@@ -103,13 +103,13 @@ def seeds_way(model, rows, root, batch, device, mean, std):
     return timed(train_epoch, len(rows), device), timed(eval_epoch, len(rows), device)
 
 
-def project_way(model, prep, params, paths, batch, runtime):
+def project_way(model, prep, params, paths, batch, runtime, eval_workers):
     """((train img/s, eval img/s), data path) through the project's own loaders, loop and inference, as the
     train and evaluate stages run them."""
     params["train"]["finetune"]["batch_size"] = batch
     runtime.place(model)
     net, train, _ = loaders("finetune", model, prep, params, paths, runtime, torch.Generator())
-    test = make_loader(CachedImages(paths.cache, paths.split, "train", eval_transform(prep)), batch, workers=2)
+    test = make_loader(CachedImages(paths.cache, paths.split, "train", eval_transform(prep)), batch, eval_workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
@@ -156,10 +156,15 @@ def compute_only(model, size, batch, steps, runtime):
     return timed(train_epoch, steps * batch, runtime.device), timed(eval_epoch, steps * batch, runtime.device)
 
 
+WARM_UP = {}  # seconds of each first run: worker start-up, kernel selection, torch.compile
+
+
 def timed(epoch, images, device):
     """Images per second of the second run of `epoch` (the first warms up workers, caches and kernels)."""
+    tic = time.perf_counter()
     epoch()
     synchronise(device)
+    WARM_UP[epoch.__qualname__] = round(time.perf_counter() - tic, 1)
     tic = time.perf_counter()
     epoch()
     synchronise(device)
@@ -191,12 +196,17 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6, help="batches per timed epoch")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--data-path", default=None, choices=["auto", "loader", "device"],
+                        help="the project's train.data_path (default: params.yaml's)")
+    parser.add_argument("--compile", action="store_true", help="the project path with runtime.compile")
+    parser.add_argument("--eval-workers", type=int, default=None, help="evaluate.workers (default: params.yaml's)")
     parser.add_argument("--workdir", default=None, help="keeps the extracted images and cache between runs")
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/speed-<device>.json)")
     args = parser.parse_args()
 
     params = load_params("train_finetune", PROJECT)
-    params["runtime"]["device"] = args.device
+    params["runtime"].update(device=args.device, compile=args.compile)
+    params["train"]["data_path"] = args.data_path or params["train"]["data_path"]
     runtime = Runtime(params["runtime"])
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="caltech-speed-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +229,9 @@ def main():
     model, prep = fresh_model()
     results = {"seeds": seeds_way(model, train_rows, root, args.batch, runtime.device, prep["mean"], prep["std"])}
     seeds_peak = peak_memory_gb(runtime.device)
-    results["project"], data_path = project_way(*fresh_model(), params, paths, args.batch, runtime)
+    eval_workers = load_params("evaluate@finetune", PROJECT)["evaluate"]["workers"] if args.eval_workers is None \
+        else args.eval_workers
+    results["project"], data_path = project_way(*fresh_model(), params, paths, args.batch, runtime, eval_workers)
     results["compute"] = compute_only(fresh_model()[0], args.size, args.batch, args.steps, runtime)
     report = {
         "arch": args.arch, "size": args.size, "batch": args.batch, "images_per_epoch": len(train_rows),
@@ -227,12 +239,14 @@ def main():
         "cpu_native_bf16": cpu_has_fast_bf16(), "threads": torch.get_num_threads(),
         "project_precision": str(runtime.amp_dtype or torch.float32).removeprefix("torch."),
         "project_data_path": data_path, "project_loader_workers": params["train"]["workers"],
+        "project_eval_workers": eval_workers,
         "project_channels_last": runtime.channels_last, "torch": torch.__version__,
         "images_per_second": {way: {"train": round(t, 2), "eval": round(e, 2)} for way, (t, e) in results.items()},
         "project_vs_seeds": {k: round(results["project"][i] / results["seeds"][i], 3) for i, k in enumerate(("train", "eval"))},
         "project_vs_compute": {k: round(results["project"][i] / results["compute"][i], 3)
                                for i, k in enumerate(("train", "eval"))},
         "peak_memory_gb": {"seeds": round(seeds_peak, 2), "all": round(peak_memory_gb(runtime.device), 2)},
+        "first_run_seconds": WARM_UP, "project_compiled": args.compile,
     }
     print(f"{args.arch} {args.size}px batch {args.batch} on {report['device_name']} ({runtime.device}, "
           f"project precision {report['project_precision']}, native bf16: {report['cpu_native_bf16']})")
@@ -242,7 +256,8 @@ def main():
     print(f"project / seeds: train {report['project_vs_seeds']['train']:.2f}x, eval {report['project_vs_seeds']['eval']:.2f}x; "
           f"project / compute: train {report['project_vs_compute']['train']:.0%}, "
           f"eval {report['project_vs_compute']['eval']:.0%}")
-    out = Path(args.out or PROJECT / "benchmarks" / "results" / f"speed-{runtime.device}.json")
+    name = f"speed-{runtime.device}-{data_path}" + ("-compiled" if args.compile else "")
+    out = Path(args.out or PROJECT / "benchmarks" / "results" / f"{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

@@ -196,7 +196,8 @@ def test_the_training_loop_waits_for_the_device_only_every_few_steps(monkeypatch
     monkeypatch.setattr(engine, "CHECK_EVERY", 10)
     loss, accuracy, seen = engine.train_one_epoch(net, loader, torch.nn.CrossEntropyLoss(), optimizer, scheduler,
                                                   scaler, Runtime({"device": "cpu", "precision": "fp32",
-                                                                   "channels_last": False}), 0.0, "sync test")
+                                                                   "channels_last": False, "compile": False}), 0.0,
+                                                  "sync test")
     assert seen == 96 and 0 < loss < 5 and 0 <= accuracy <= 1
     # the DataLoader draws its seed once per epoch; steps 10, 20, 30, 40 and the last look at the loss once
     # each; the epoch's totals are read once at the end. A wait per step would add 48 or more.

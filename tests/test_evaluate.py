@@ -33,7 +33,7 @@ def test_metrics_equal_scikit_learn():
     assert summary["top1_accuracy"] != summary["mean_per_class_accuracy"]
 
 
-RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False}
+RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ def test_float_written_by_dvc_exp_run_stays_a_float(project):
 def test_each_stage_gets_only_its_declared_keys(project):
     finetune = load_params("train_finetune", project)
     assert set(finetune["train"]) == {"seed", "workers", "data_path", "processes", "finetune_lr", "head_lr", "finetune"}
-    assert set(finetune["runtime"]) == {"device", "precision", "channels_last"}
+    assert set(finetune["runtime"]) == {"device", "precision", "channels_last", "compile"}
     assert "scratch" not in finetune["train"] and "split" not in finetune
     assert set(load_params("split", project)) == {"split"}
     evaluate = load_params("evaluate@finetune", project)

@@ -17,6 +17,8 @@ from caltech_transfer.evaluate import evaluate
 from caltech_transfer.predict import main as predict_main
 from conftest import PROJECT, data_paths, make_tree, stage_params
 
+RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}
+
 
 def one_line_exit(capsys, fn, *args, code=2):
     """Run a cli-wrapped `fn`; return its stderr after checking the exit status and that it is one line."""
@@ -70,7 +72,7 @@ def test_bad_checkpoints_are_one_line_errors_in_predict_and_evaluate(good_checkp
         err = one_line_exit(capsys, predict_main, [str(path), str(image)])
         assert message in err, (name, err)
         err = one_line_exit(capsys, evaluate_stage, path, small_dataset / "split", small_dataset / "cache",
-                            tmp_path / "metrics", {"device": "cpu", "precision": "fp32", "channels_last": False})
+                            tmp_path / "metrics", RUNTIME)
         assert message in err, (name, err)
         assert not (tmp_path / "metrics").exists()
     assert not os.path.exists("/tmp/caltech-transfer-pwned")

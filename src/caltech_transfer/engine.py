@@ -50,7 +50,7 @@ def train(mode, params, paths, on_epoch_end=None):
     groups = param_groups(mode, model, t)
     generator = torch.Generator()
     net, train_loader, val_loader = loaders(mode, model, prep, params, paths, runtime, generator)
-    stepper = trainer(mode, net, recipe, runtime.device)  # net, or under torchrun its DDP wrapper
+    stepper = trainer(mode, net, recipe, runtime)  # net, or its DDP wrapper under torchrun, or compiled
     optimizer, scheduler = make_optimizer(recipe, groups, steps_per_epoch=len(train_loader))
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])

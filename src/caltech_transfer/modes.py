@@ -113,10 +113,10 @@ def once_per_image(fn, images, batch, workers, runtime):
     return gather_in_order(outputs, len(images)), gather_in_order(labels, len(images))
 
 
-def trainer(mode, net, recipe, device):
-    """The network that takes the training steps (under torchrun, its DDP wrapper)."""
-    return wrap(net, device, batchnorm_trains=not MODES[mode].frozen,
-                some_frozen_epochs=recipe.get("freeze_epochs", 0) > 0)
+def trainer(mode, net, recipe, runtime):
+    """The network that takes the training steps (under torchrun its DDP wrapper; compiled if asked)."""
+    return runtime.compiled(wrap(net, runtime.device, batchnorm_trains=not MODES[mode].frozen,
+                                 some_frozen_epochs=recipe.get("freeze_epochs", 0) > 0))
 
 
 def use_device_path(choice, train_images, val_images, device):

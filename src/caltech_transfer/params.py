@@ -156,6 +156,7 @@ SCHEMA = {
     "runtime.device": Choice("auto", "cpu", "cuda"),
     "runtime.precision": Choice("auto", "fp32", "bf16", "fp16"),
     "runtime.channels_last": Bool,
+    "runtime.compile": Bool,
     "train.seed": Int(None),
     "train.workers": Int(0),
     "train.data_path": Choice("auto", "loader", "device"),

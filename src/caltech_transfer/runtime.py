@@ -52,6 +52,7 @@ class Runtime:
         self.device = join(resolve_device(params["device"]))  # under torchrun: this process's GPU
         self.amp_dtype = autocast_dtype(params["precision"], self.device)
         self.channels_last = params["channels_last"]
+        self.compile = params["compile"]
 
     def autocast(self):
         return torch.autocast(self.device, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
@@ -61,6 +62,11 @@ class Runtime:
         if self.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
+
+    def compiled(self, fn):
+        """`fn` through torch.compile where runtime.compile asks for it (the weights stay in the original module,
+        so checkpoints keep their keys); compiling costs a minute or more before the first batch."""
+        return torch.compile(fn) if self.compile else fn
 
     def place(self, model):
         return model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
