@@ -5,6 +5,7 @@ centre-cropped to a square, and stored as uint8 HWC pixels in one .npy file per 
 evaluation memory-map those files instead of decoding JPEGs every epoch."""
 import hashlib
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -89,14 +90,29 @@ def open_cache(cache_dir, split_dir, split):
     return np.load(file, mmap_mode="r"), rows
 
 
-class CachedImages(Dataset):
-    """Images of one split from the cache, as uint8 CHW tensors, with their class indices."""
+def nested_subset(rows, per_class):
+    """Indices of `per_class` rows of each class, the first ones of a fixed shuffle of that class's rows, so the
+    subset for k images per class lies inside the one for any larger k (the points of a learning curve)."""
+    by_class = {}
+    for i, (path, name, _) in enumerate(rows):
+        by_class.setdefault(name, []).append(i)
+    chosen = []
+    for name, indices in by_class.items():
+        random.Random(name).shuffle(indices)  # seeded by the class name: the same subsets for every run
+        chosen.extend(indices[:per_class])
+    return sorted(chosen)
 
-    def __init__(self, cache_dir, split_dir, split, transform=None):
+
+class CachedImages(Dataset):
+    """Images of one split from the cache, as uint8 CHW tensors, with their class indices; with `per_class`,
+    only that many images of each class (`nested_subset`)."""
+
+    def __init__(self, cache_dir, split_dir, split, transform=None, per_class=None):
         self.file, self.split = Path(cache_dir) / f"{split}.npy", split
         _, rows = open_cache(cache_dir, split_dir, split)
-        self.paths = [path for path, _, _ in rows]
-        self.labels = torch.tensor([index for _, _, index in rows], dtype=torch.long)
+        self.rows = list(range(len(rows))) if per_class is None else nested_subset(rows, per_class)
+        self.paths = [rows[i][0] for i in self.rows]
+        self.labels = torch.tensor([rows[i][2] for i in self.rows], dtype=torch.long)
         self.transform = transform
         self._pixels = None  # opened lazily so each loader worker maps the file itself
 
@@ -105,12 +121,12 @@ class CachedImages(Dataset):
 
     @property
     def nbytes(self):
-        return self.file.stat().st_size
+        return np.load(self.file, mmap_mode="r")[0].nbytes * len(self.rows)
 
     def image(self, i):
         if self._pixels is None:
             self._pixels = np.load(self.file, mmap_mode="r")
-        return torch.from_numpy(np.array(self._pixels[i])).permute(2, 0, 1)
+        return torch.from_numpy(np.array(self._pixels[self.rows[i]])).permute(2, 0, 1)
 
     def __getitem__(self, i):
         img = self.image(i)

@@ -53,8 +53,8 @@ class DeviceBatches:
 
     def __init__(self, images, batch_size, device, size, train, sampler=None, scale_min=0.25, hflip=True,
                  crop_fraction=0.875, generator=None):
-        pixels = np.load(images.file, mmap_mode="r")
-        self.pixels = torch.from_numpy(np.array(pixels)).to(device).permute(0, 3, 1, 2)  # NCHW uint8, in memory
+        pixels = np.load(images.file, mmap_mode="r")[images.rows]  # the dataset's images (all, or a subset)
+        self.pixels = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2)  # NCHW uint8, in memory
         self.labels = images.labels.to(device)
         self.batch_size, self.size, self.train = batch_size, size, train
         self.scale_min, self.hflip, self.crop_fraction = scale_min, hflip, crop_fraction

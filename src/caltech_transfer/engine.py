@@ -31,6 +31,7 @@ class Paths:
     checkpoint: Path
     metrics: Path
     logs: Path
+    train_per_class: int = None  # train on this many images of each class only (a learning-curve point)
 
     @classmethod
     def of_stage(cls, mode):
@@ -55,7 +56,8 @@ def train(mode, params, paths, on_epoch_end=None):
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
 
-    run_id = resume.fingerprint(mode, params, manifest_digest(read_manifest(paths.split / "train.csv")))
+    training_images = (manifest_digest(read_manifest(paths.split / "train.csv")), paths.train_per_class)
+    run_id = resume.fingerprint(mode, params, training_images)
     resume_file = resume.resume_path(paths.checkpoint)
     state = resume.load(resume_file, run_id, model, optimizer, scheduler, scaler, runtime.device)
     log = RunLog(mode, paths.logs, fresh=state.epoch == 0)

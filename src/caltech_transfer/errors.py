@@ -1,8 +1,10 @@
 """Errors meant for the person running a stage: one line, saying what to do; and one way to stop."""
 import functools
 import os
+import resource
 import signal
 import sys
+import time
 
 
 class UserError(Exception):
@@ -31,8 +33,11 @@ def cli(main):
         global _stage_pid
         _stage_pid = os.getpid()
         signal.signal(signal.SIGTERM, _terminate)
+        started = time.time()
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+            print(f"{' '.join(sys.argv)}: {time.time() - started:.0f} s, {peak_memory()}", file=sys.stderr)
+            return result
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
@@ -43,3 +48,9 @@ def cli(main):
             sys.exit(143 if terminated else 130)
 
     return wrapper
+
+
+def peak_memory():
+    """The largest resident size this process and any one of its children (loader workers) reached."""
+    own, child = (resource.getrusage(who).ru_maxrss / 2**20 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return f"peak memory {own:.2f} GB (largest child process {child:.2f} GB)"  # ru_maxrss is in KiB on Linux

@@ -154,12 +154,13 @@ def _timm(arch, weights):
     return model, model.num_features, prep
 
 
-def build_model(arch, weights, num_classes, input_size=None):
+def build_model(arch, weights, num_classes, input_size=None, crop_pct=None):
     """(Classifier with a fresh `num_classes` head, preprocessing dict that follows the weights).
-    `input_size` overrides the weights' input size, keeping their resize/crop ratio."""
+    `input_size` overrides the weights' input size, `crop_pct` the fraction of the image the evaluation's centre
+    crop keeps (1.0: all of it); each defaults to the weights' own."""
     check_arch(arch)
     backbone, in_features, prep = (_timm if arch.startswith(TIMM_PREFIX) else _torchvision)(arch, weights)
-    if input_size:
-        ratio = prep["resize_size"] / prep["input_size"]
-        prep.update(input_size=input_size, resize_size=round(input_size * ratio))
+    crop_pct = crop_pct or prep["input_size"] / prep["resize_size"]
+    input_size = input_size or prep["input_size"]
+    prep.update(input_size=input_size, resize_size=round(input_size / crop_pct))
     return Classifier(backbone, nn.Linear(in_features, num_classes), prep["mean"], prep["std"]), prep

@@ -46,10 +46,10 @@ MODES = {
 def initial_model(mode, params, classes, models_dir):
     """(model, preprocessing) as the mode starts: pretrained or random weights, and the head of another mode's
     checkpoint where the recipe's `init_head` names one (a linear probe first, then fine-tuning: LP-FT)."""
-    m = params["model"]
+    m, recipe = params["model"], params["train"][mode]
     model, prep = build_model(m["arch"], m["weights"] if MODES[mode].pretrained else "none", len(classes),
-                              m["input_size"])
-    source = params["train"][mode].get("init_head", "none")
+                              recipe.get("input_size") or m["input_size"], m["crop_pct"])  # scratch may train smaller
+    source = recipe.get("init_head", "none")
     if source != "none":
         ckpt = load_checkpoint(Path(models_dir) / f"{source}.pt")
         if ckpt["params"]["model"] != m or ckpt["classes"] != classes:
@@ -85,15 +85,17 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     or, where the backbone gives the same features every epoch, the head alone on those features, computed here
     once. Under torchrun each process gets its share of every split (`distributed.ShardedSampler`)."""
     recipe, workers, augment = params["train"][mode], params["train"]["workers"], params["augment"]
-    train_images = CachedImages(paths.cache, paths.split, "train", train_transform(prep, augment))
+    features_once = MODES[mode].features_once(recipe)
+    train_images = CachedImages(paths.cache, paths.split, "train",
+                                eval_transform(prep) if features_once else train_transform(prep, augment),
+                                per_class=paths.train_per_class)
     val_images = CachedImages(paths.cache, paths.split, "val", eval_transform(prep))
     batch = per_process(recipe["batch_size"])
     shuffled = ShardedSampler(len(train_images), generator, shuffle=True)  # the engine seeds `generator` per epoch
-    if MODES[mode].features_once(recipe):
+    if features_once:
         model.eval()
-        clean_train = CachedImages(paths.cache, paths.split, "train", eval_transform(prep))
         train_set, val_set = [TensorDataset(*once_per_image(model.features, images, batch, workers, runtime))
-                              for images in (clean_train, val_images)]
+                              for images in (train_images, val_images)]
         return model.head, make_loader(train_set, batch, sampler=shuffled), make_loader(
             val_set, batch, sampler=ShardedSampler(len(val_set)))
     if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device):

@@ -132,6 +132,13 @@ _RECIPE = {
     "patience": Int(0),
 }
 
+
+def Shots(key, value):
+    if not isinstance(value, list) or not value:
+        _fail(key, value, "a list of training images per class, e.g. [1, 5, 10, 15, 20]")
+    return [Int(1)(key, v) for v in value]
+
+
 SCHEMA = {
     "download.source": Str,
     "download.checksum": Checksum,
@@ -149,6 +156,7 @@ SCHEMA = {
     "model.arch": Str,
     "model.weights": Str,
     "model.input_size": Optional(Int(16, maximum=2048)),  # larger only exhausts memory
+    "model.crop_pct": Optional(Float(positive=True, at_most=1)),
     "augment.crop_scale_min": Float(positive=True, at_most=1),
     "augment.hflip": Bool,
     "augment.color_jitter": Float(at_most=1),
@@ -169,6 +177,8 @@ SCHEMA = {
     "train.finetune.freeze_epochs": Int(0),
     "train.finetune.init_head": Choice("none", "feature_extract"),
     "train.feature_extract.augment": Bool,
+    "train.scratch.input_size": Optional(Int(16, maximum=2048)),  # null: model.input_size
+    "curve.shots": Shots,
     "evaluate.batch_size": Int(1),
     "evaluate.workers": Int(0),
     "plot.mistakes": Int(0),

@@ -37,9 +37,9 @@ class RunState:
         return False
 
 
-def fingerprint(mode, params, train_digest):
+def fingerprint(mode, params, training_images):
     """Identifies the run a resume state belongs to: same mode, params and training images."""
-    blob = json.dumps([mode, params, train_digest], sort_keys=True)
+    blob = json.dumps([mode, params, training_images], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -1,0 +1,15 @@
+"""DVC stage `report`: report.md (the whole study, from the tracked metrics) and report/learning_curve.{tsv,png}."""
+from caltech_transfer.errors import cli
+from caltech_transfer.params import load_params
+from caltech_transfer.report import build
+from caltech_transfer.spread import SEEDS_FILE
+
+
+@cli
+def main():
+    build("report.md", "metrics", "data/split", "plots", "report", load_params("report"), SEEDS_FILE)
+    print("wrote report.md and report/learning_curve.png")
+
+
+if __name__ == "__main__":
+    main()
