@@ -5,7 +5,7 @@ import sys
 from caltech_transfer.engine import train
 from caltech_transfer.errors import UserError, cli
 from caltech_transfer.evaluate import evaluate
-from caltech_transfer.learning_curve import CURVE_MODES, check_shots, point_paths
+from caltech_transfer.learning_curve import CURVE_MODES, check_shots, point_paths, score_on_evaluated_features
 from caltech_transfer.params import load_params
 
 
@@ -18,8 +18,12 @@ def main():
     paths = point_paths(mode, per_class)
     check_shots(per_class, paths.split)
     train(mode, params, paths)
-    evaluate(paths.checkpoint, paths.split, paths.cache, paths.metrics, params["runtime"],
-             params["evaluate"]["batch_size"], params["evaluate"]["workers"])
+    if mode == "feature_extract":  # the frozen backbone's test features are evaluate@feature_extract's
+        score_on_evaluated_features(paths.checkpoint, "models/feature_extract.pt", "metrics/feature_extract",
+                                    paths.split, paths.metrics)
+    else:
+        evaluate(paths.checkpoint, paths.split, paths.cache, paths.metrics, params["runtime"],
+                 params["evaluate"]["batch_size"], params["evaluate"]["workers"])
 
 
 if __name__ == "__main__":

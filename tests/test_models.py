@@ -26,6 +26,16 @@ def test_preprocessing_follows_the_weights():
     assert lite["mean"] == [0.5, 0.5, 0.5] and lite["interpolation"] == "bicubic"
     _, small = build_model("resnet18", "none", 3, input_size=112)
     assert (small["input_size"], small["resize_size"]) == (112, 128)
+    _, whole = build_model("timm/tf_efficientnet_lite0", "none", 3, input_size=256, crop_pct=1.0)
+    assert (whole["input_size"], whole["resize_size"]) == (256, 256)  # the whole cached image, no crop
+
+
+def test_scratch_may_train_at_its_own_size(tmp_path):
+    from caltech_transfer.modes import initial_model
+    from conftest import stage_params
+    params = stage_params("train_scratch", **{"train.scratch.input_size": 24})
+    _, prep = initial_model("scratch", params, ["a", "b"], tmp_path)
+    assert prep["input_size"] == 24
 
 
 def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import torch
 import torchvision
 import yaml
 
+from caltech_transfer.files import read_csv
 from caltech_transfer.params import read_yaml, set_dotted
 from conftest import PROJECT, make_tree
 
@@ -28,6 +29,9 @@ SETTINGS = {
     "evaluate.batch_size": 16,
     "plot.embedding": "pca", "plot.embedding_points": 100, "plot.mistakes": 4,
 }
+
+
+CURVE = {mode: {f"curve_{mode}@{k}" for k in (2, 4)} for mode in ("finetune", "feature_extract")}  # tests' shots
 
 
 def environment():
@@ -80,7 +84,8 @@ def test_repro_runs_every_stage_then_nothing(repo):
     first = dvc(repo, "repro")
     assert ran(first.stdout) == {"download", "split", "cache", "train_finetune", "train_scratch",
                                  "train_feature_extract", "evaluate@finetune", "evaluate@scratch",
-                                 "evaluate@feature_extract", "plot"}
+                                 "evaluate@feature_extract", "plot", *CURVE["finetune"], *CURVE["feature_extract"],
+                                 "report"}
     second = dvc(repo, "repro")
     assert ran(second.stdout) == set()
     assert "Data and pipelines are up to date" in second.stdout
@@ -88,6 +93,31 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert (summary["classes"], summary["train"], summary["val"]) == (3, 24, 12)
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline run")
+
+
+def test_the_report_quotes_the_metrics_files(repo):
+    """Every number of report.md's results and learning-curve tables equals the metrics file it came from."""
+    report = (repo / "report.md").read_text().splitlines()
+    for mode in ("finetune", "scratch", "feature_extract"):
+        test = json.loads((repo / "metrics" / mode / "test.json").read_text())
+        train = json.loads((repo / "metrics" / mode / "train.json").read_text())
+        cells = [c.strip() for c in next(line for line in report if line.startswith(f"| {mode} |")).split("|")]
+        assert [float(c) for c in cells[2:5]] == [round(test[k], 4) for k in
+                                                  ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")]
+        assert cells[5] == f"{train['best_epoch']} ({train['best_val_accuracy']:.3f})"
+    curve = read_csv(repo / "report" / "learning_curve.tsv", "\t")
+    assert [int(r["images_per_class"]) for r in curve] == [2, 4, 8]  # curve.shots, then the full pool
+    for r in curve:
+        k = int(r["images_per_class"])
+        for mode in ("feature_extract", "finetune"):
+            source = repo / "metrics" / (mode if k == 8 else f"curve/k{k}/{mode}") / "test.json"
+            expected = round(json.loads(source.read_text())["mean_per_class_accuracy"], 4)
+            assert float(r[mode]) == expected
+        table_row = next(line for line in report if line.startswith(f"| {k} |")).split("|")
+        assert [float(c) for c in table_row[2:4]] == [float(r["feature_extract"]), float(r["finetune"])]
+    for line in report:  # every embedded figure exists
+        if line.startswith("!["):
+            assert (repo / line.split("](")[1].rstrip(")")).is_file(), line
 
 
 def stale_stages(repo, dotted, value):
@@ -103,11 +133,15 @@ def stale_stages(repo, dotted, value):
 
 
 def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
-    assert stale_stages(repo, "train.workers", 1) == {"train_finetune", "train_scratch", "train_feature_extract"}
-    assert stale_stages(repo, "evaluate.workers", 1) == {f"evaluate@{m}" for m in ("finetune", "scratch",
-                                                                                    "feature_extract")}
-    assert stale_stages(repo, "split.seed", 5) == {"split"}  # and, through data/split, everything after it
-    assert stale_stages(repo, "train.finetune_lr", 0.5) == {"train_finetune"}
+    points = {*CURVE["finetune"], *CURVE["feature_extract"]}
+    assert stale_stages(repo, "train.workers", 1) == {"train_finetune", "train_scratch", "train_feature_extract",
+                                                      *points, "report"}
+    assert stale_stages(repo, "evaluate.workers", 1) == {*(f"evaluate@{m}" for m in ("finetune", "scratch",
+                                                                                     "feature_extract")),
+                                                         *points, "report"}
+    assert stale_stages(repo, "split.seed", 5) == {"split", "report"}  # and, through data/split, all after it
+    # a k-independent finetune param: the finetune points rerun, the feature_extract points do not
+    assert stale_stages(repo, "train.finetune_lr", 0.5) == {"train_finetune", *CURVE["finetune"], "report"}
 
 
 def test_metrics_and_plots_are_declared(repo):
@@ -126,7 +160,7 @@ def test_metrics_and_plots_are_declared(repo):
 
 def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     result = dvc(repo, "exp", "run", "-S", "train.finetune_lr=1e-5")
-    assert ran(result.stdout) == {"train_finetune", "evaluate@finetune", "plot"}
+    assert ran(result.stdout) == {"train_finetune", "evaluate@finetune", "plot", *CURVE["finetune"], "report"}
     for skipped in ("train_scratch", "train_feature_extract", "evaluate@scratch", "evaluate@feature_extract"):
         assert f"Stage '{skipped}' didn't change, skipping" in result.stdout
     ckpt = torch.load(repo / "models" / "finetune.pt", weights_only=True)

@@ -98,14 +98,15 @@ def _with_spread(value, spread):
 
 
 def recipe(mode, params):
-    t, m = params["train"], params["model"]
-    r = t[mode]
-    lrs = {"finetune": f"backbone lr {t['finetune_lr']:g}, head lr {t['head_lr']:g}",
-           "scratch": f"lr {t['scratch_lr']:g}", "feature_extract": f"head lr {t['feature_extract_lr']:g}"}[mode]
+    t, m, r = params["train"], params["model"], params["train"][mode]
     size = r.get("input_size") or m["input_size"] or "the weights' size"
-    extra = {"finetune": f", head from {r['init_head']}" if r["init_head"] != "none" else "",
-             "feature_extract": ", features computed once" if not r["augment"] else ", augmented features",
-             "scratch": ""}[mode]
+    if mode == "finetune":
+        lrs = f"backbone lr {t['finetune_lr']:g}, head lr {t['head_lr']:g}"
+        extra = f", head from {r['init_head']} (LP-FT)" if r["init_head"] != "none" else ""
+    elif mode == "feature_extract":
+        lrs, extra = f"head lr {t['feature_extract_lr']:g}", ", augmented features" if r["augment"] else ""
+    else:
+        lrs, extra = f"lr {t['scratch_lr']:g}", ""
     return (f"`{m['arch']}` at {size} px, {r['epochs']} epochs, {r['optimizer']} ({lrs}), batch {r['batch_size']}, "
             f"{r['scheduler']} schedule, weight decay {r['weight_decay']:g}, label smoothing {r['label_smoothing']:g}"
             f"{extra}")
