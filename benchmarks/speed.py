@@ -33,7 +33,7 @@ from caltech_transfer.engine import Paths, train_one_epoch
 from caltech_transfer.models import build_model
 from caltech_transfer.modes import loaders
 from caltech_transfer.params import load_params
-from caltech_transfer.runtime import Runtime, cpu_has_fast_bf16
+from caltech_transfer.runtime import Runtime, cpu_has_fast_bf16, resolve_device
 
 PROJECT = Path(__file__).resolve().parents[1]
 ARCHIVE = PROJECT.parent / "shared" / "datasets" / "caltech-101.zip"
@@ -207,7 +207,7 @@ def main():
     params = load_params("train_finetune", PROJECT)
     params["runtime"].update(device=args.device, compile=args.compile)
     params["train"]["data_path"] = args.data_path or params["train"]["data_path"]
-    runtime = Runtime(params["runtime"])
+    device = resolve_device(args.device)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="caltech-speed-"))
     workdir.mkdir(parents=True, exist_ok=True)
     per_class = -(-args.batch * args.steps // 101)
@@ -227,8 +227,9 @@ def main():
         return model, prep
 
     model, prep = fresh_model()
-    results = {"seeds": seeds_way(model, train_rows, root, args.batch, runtime.device, prep["mean"], prep["std"])}
-    seeds_peak = peak_memory_gb(runtime.device)
+    results = {"seeds": seeds_way(model, train_rows, root, args.batch, device, prep["mean"], prep["std"])}
+    seeds_peak = peak_memory_gb(device)
+    runtime = Runtime(params["runtime"])  # after the seeds' way: on a CPU it also tunes the allocator for the process
     eval_workers = load_params("evaluate@finetune", PROJECT)["evaluate"]["workers"] if args.eval_workers is None \
         else args.eval_workers
     results["project"], data_path = project_way(*fresh_model(), params, paths, args.batch, runtime, eval_workers)

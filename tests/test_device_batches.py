@@ -32,7 +32,7 @@ def halves(tmp_path_factory):
     pixels[:, :, 16:] = 255
     np.save(root / "train.npy", pixels)
     images = CachedImages.__new__(CachedImages)
-    images.file, images.labels = root / "train.npy", torch.arange(64) % 2
+    images.file, images.labels, images.rows = root / "train.npy", torch.arange(64) % 2, list(range(64))
     return images
 
 

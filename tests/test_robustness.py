@@ -140,8 +140,10 @@ def stage_dir(small_dataset, tmp_path):
     shutil.copytree(small_dataset / "cache", tmp_path / "data" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", tmp_path)
     text = (PROJECT / "tests" / "params.yaml").read_text()
-    (tmp_path / "params.yaml").write_text(text.replace("scratch: {epochs: 150, batch_size: 64",
-                                                       "scratch: {epochs: 40, batch_size: 8"))
+    shorter = text.replace("scratch: {input_size: null, epochs: 150, batch_size: 64",
+                           "scratch: {input_size: null, epochs: 40, batch_size: 8")
+    assert shorter != text, "tests/params.yaml no longer has the scratch recipe this test shortens"
+    (tmp_path / "params.yaml").write_text(shorter)
     return tmp_path
 
 

@@ -53,4 +53,4 @@ def cli(main):
 def peak_memory():
     """The largest resident size this process and any one of its children (loader workers) reached."""
     own, child = (resource.getrusage(who).ru_maxrss / 2**20 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return f"peak memory {own:.2f} GB (largest child process {child:.2f} GB)"  # ru_maxrss is in KiB on Linux
+    return f"peak memory {own:.2f} GiB (largest child process {child:.2f} GiB)"  # ru_maxrss is in KiB on Linux
