@@ -8,10 +8,10 @@ from pathlib import Path
 
 from . import learning_curve
 from .files import read_csv, read_json
+from .modes import MODES
 from .spread import seeds_for
 from .split import SPLITS, read_manifest
 
-MODES = ("finetune", "feature_extract", "scratch")
 FIGURES = [("comparison.png", "Test accuracy by mode"), ("curves.png", "Training and validation curves"),
            ("per_class_accuracy.png", "Per-class test accuracy"), ("mistakes.png", "Most confident mistakes"),
            ("confusion_finetune.png", "Fine-tuning: test confusion matrix")]

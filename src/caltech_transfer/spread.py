@@ -15,10 +15,10 @@ from pathlib import Path
 
 from .errors import UserError, cli
 from .files import read_json, write_json
+from .modes import MODES
 from .params import read_yaml
 
 METRICS = ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
-MODES = ("finetune", "feature_extract", "scratch")
 SEEDS_FILE = Path("metrics/seeds.json")
 
 
