@@ -1,5 +1,9 @@
 import copy
 import csv
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +13,7 @@ from caltech_transfer import engine
 from caltech_transfer.errors import UserError
 from caltech_transfer.models import build_model
 from caltech_transfer.modes import param_groups
-from caltech_transfer.runtime import resolve_device
+from caltech_transfer.runtime import glibc, resolve_device
 from conftest import data_paths, stage_params
 
 
@@ -202,3 +206,22 @@ def test_the_training_loop_waits_for_the_device_only_every_few_steps(monkeypatch
     # the DataLoader draws its seed once per epoch; steps 10, 20, 30, 40 and the last look at the loss once
     # each; the epoch's totals are read once at the end. A wait per step would add 48 or more.
     assert syncs == ["item"] * (1 + 5) + ["tolist"], syncs
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists() or glibc() is None, reason="needs Linux with glibc")
+def test_freed_memory_is_kept_between_steps_and_released_between_phases():
+    """keep_freed_memory (no page faults per step) holds freed blocks; release_freed_memory, called between
+    training and inference, hands them back, so one phase's blocks don't add to the other's peak."""
+    probe = textwrap.dedent("""
+        import torch
+        from caltech_transfer.runtime import keep_freed_memory, release_freed_memory
+        def resident(): return int(open("/proc/self/statm").read().split()[1]) * 4096
+        assert keep_freed_memory()
+        block = torch.ones(256 << 20, dtype=torch.uint8)
+        del block
+        held = resident()
+        release_freed_memory()
+        print(held - resident())
+    """)
+    released = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert int(released) > 200 << 20
