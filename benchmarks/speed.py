@@ -6,7 +6,7 @@
    `Runtime.infer`, with the project's params.yaml for augmentation, workers, precision and data path);
 3. compute: the same model, precision and memory format on random tensors already on the device (the limit).
 
-    python benchmarks/speed.py [--arch resnet18] [--size 224] [--batch 32] [--steps 6] [--device auto]
+    python benchmarks/speed.py [--arch resnet18] [--size 224] [--batch 32] [--steps 6] [--repeats 2] [--device auto]
 
 Prints a table and writes benchmarks/results/speed-<device>.json. Reports figures; asserts nothing."""
 import argparse
@@ -73,7 +73,7 @@ class Files(Dataset):
         return self.transform(load_rgb(self.root / path)), label
 
 
-def seeds_way(model, rows, root, batch, device, mean, std):
+def seeds_way(model, rows, root, batch, device, mean, std, repeats):
     """(train img/s, eval img/s): fp32, per-sample transforms in 2 workers, the loss read every step."""
     normalise = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     train = DataLoader(Files(rows, root, v2.Compose([v2.RandomResizedCrop(224), v2.RandomHorizontalFlip(),
@@ -100,10 +100,10 @@ def seeds_way(model, rows, root, batch, device, mean, std):
             for inputs, _ in test:
                 model(inputs.to(device)).argmax(1).cpu()
 
-    return timed(train_epoch, len(rows), device), timed(eval_epoch, len(rows), device)
+    return timed(train_epoch, len(rows), device, repeats), timed(eval_epoch, len(rows), device, repeats)
 
 
-def project_way(model, prep, params, paths, batch, runtime, eval_workers):
+def project_way(model, prep, params, paths, batch, runtime, eval_workers, repeats):
     """((train img/s, eval img/s), data path) through the project's own loaders, loop and inference, as the
     train and evaluate stages run them."""
     params["train"]["finetune"]["batch_size"] = batch
@@ -126,10 +126,10 @@ def project_way(model, prep, params, paths, batch, runtime, eval_workers):
         model.head.to(runtime.device)
 
     path = "device" if isinstance(train, DeviceBatches) else "loader"
-    return (timed(train_epoch, count, runtime.device), timed(eval_epoch, count, runtime.device)), path
+    return (timed(train_epoch, count, runtime.device, repeats), timed(eval_epoch, count, runtime.device, repeats)), path
 
 
-def compute_only(model, size, batch, steps, runtime):
+def compute_only(model, size, batch, steps, runtime, repeats):
     """(train img/s, eval img/s) on random tensors already on the device: the hardware's limit for this model."""
     runtime.place(model)
     inputs = runtime.to_device(torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8).float())
@@ -153,22 +153,24 @@ def compute_only(model, size, batch, steps, runtime):
             outputs = [model(inputs).float() for _ in range(steps)]
         torch.cat(outputs).cpu()
 
-    return timed(train_epoch, steps * batch, runtime.device), timed(eval_epoch, steps * batch, runtime.device)
+    images = steps * batch
+    return timed(train_epoch, images, runtime.device, repeats), timed(eval_epoch, images, runtime.device, repeats)
 
 
 WARM_UP = {}  # seconds of each first run: worker start-up, kernel selection, torch.compile
 
 
-def timed(epoch, images, device):
-    """Images per second of the second run of `epoch` (the first warms up workers, caches and kernels)."""
-    tic = time.perf_counter()
-    epoch()
-    synchronise(device)
-    WARM_UP[epoch.__qualname__] = round(time.perf_counter() - tic, 1)
-    tic = time.perf_counter()
-    epoch()
-    synchronise(device)
-    return images / (time.perf_counter() - tic)
+def timed(epoch, images, device, repeats):
+    """Images per second of the fastest of `repeats` runs of `epoch` after a first run that warms up workers, caches
+    and kernels. The fastest, because on a shared machine other work only ever slows a run down."""
+    seconds = []
+    for _ in range(1 + repeats):
+        tic = time.perf_counter()
+        epoch()
+        synchronise(device)
+        seconds.append(time.perf_counter() - tic)
+    WARM_UP[epoch.__qualname__] = round(seconds[0], 1)
+    return images / min(seconds[1:])
 
 
 def synchronise(device):
@@ -195,6 +197,7 @@ def main():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6, help="batches per timed epoch")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each epoch; the fastest counts")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--data-path", default=None, choices=["auto", "loader", "device"],
                         help="the project's train.data_path (default: params.yaml's)")
@@ -227,13 +230,15 @@ def main():
         return model, prep
 
     model, prep = fresh_model()
-    results = {"seeds": seeds_way(model, train_rows, root, args.batch, device, prep["mean"], prep["std"])}
+    results = {"seeds": seeds_way(model, train_rows, root, args.batch, device, prep["mean"], prep["std"],
+                                 args.repeats)}
     seeds_peak = peak_memory_gb(device)
     runtime = Runtime(params["runtime"])  # after the seeds' way: on a CPU it also tunes the allocator for the process
     eval_workers = load_params("evaluate@finetune", PROJECT)["evaluate"]["workers"] if args.eval_workers is None \
         else args.eval_workers
-    results["project"], data_path = project_way(*fresh_model(), params, paths, args.batch, runtime, eval_workers)
-    results["compute"] = compute_only(fresh_model()[0], args.size, args.batch, args.steps, runtime)
+    results["project"], data_path = project_way(*fresh_model(), params, paths, args.batch, runtime, eval_workers,
+                                                    args.repeats)
+    results["compute"] = compute_only(fresh_model()[0], args.size, args.batch, args.steps, runtime, args.repeats)
     report = {
         "arch": args.arch, "size": args.size, "batch": args.batch, "images_per_epoch": len(train_rows),
         "device": runtime.device, "device_name": torch.cuda.get_device_name() if runtime.device == "cuda" else cpu_name(),
@@ -247,7 +252,7 @@ def main():
         "project_vs_compute": {k: round(results["project"][i] / results["compute"][i], 3)
                                for i, k in enumerate(("train", "eval"))},
         "peak_memory_gb": {"seeds": round(seeds_peak, 2), "all": round(peak_memory_gb(runtime.device), 2)},
-        "first_run_seconds": WARM_UP, "project_compiled": args.compile,
+        "first_run_seconds": WARM_UP, "timed_runs": args.repeats, "project_compiled": args.compile,
     }
     print(f"{args.arch} {args.size}px batch {args.batch} on {report['device_name']} ({runtime.device}, "
           f"project precision {report['project_precision']}, native bf16: {report['cpu_native_bf16']})")
