@@ -29,6 +29,13 @@ def test_float_written_by_dvc_exp_run_stays_a_float(project):
     assert read_yaml(project / "params.yaml")["train"]["finetune_lr"] == 1e-5
 
 
+@pytest.mark.parametrize("missing", ["params.yaml", "dvc.yaml"])
+def test_a_stage_run_outside_the_project_says_where_to_run_it(project, missing):
+    (project / missing).unlink()
+    with pytest.raises(UserError, match=f"{missing} not found: run stages from the project's top folder"):
+        load_params("train_finetune", project)
+
+
 def test_each_stage_gets_only_its_declared_keys(project):
     finetune = load_params("train_finetune", project)
     assert set(finetune["train"]) == {"seed", "workers", "data_path", "processes", "finetune_lr", "head_lr", "finetune"}

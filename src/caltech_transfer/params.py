@@ -257,8 +257,9 @@ def load_params(stage, root="."):
     second per call), needs one, and returns the keys without the validation this module adds."""
     root = Path(root)
     params_file = root / "params.yaml"
-    if not params_file.exists():
-        raise UserError(f"{params_file} not found: run stages from the project's top folder")
+    for needed in (params_file, root / "dvc.yaml"):
+        if not needed.exists():
+            raise UserError(f"{needed} not found: run stages from the project's top folder")
     try:
         raw = read_yaml(params_file)
     except yaml.YAMLError as err:
