@@ -198,6 +198,8 @@ def test_the_training_loop_waits_for_the_device_only_every_few_steps(monkeypatch
         monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, _name=name, **k: (
             syncs.append(_name), _real(self, *a, **k))[1])
     monkeypatch.setattr(engine, "CHECK_EVERY", 10)
+    releases = []
+    monkeypatch.setattr(Runtime, "release_freed_memory", lambda self: releases.append(1))
     loss, accuracy, seen = engine.train_one_epoch(net, loader, torch.nn.CrossEntropyLoss(), optimizer, scheduler,
                                                   scaler, Runtime({"device": "cpu", "precision": "fp32",
                                                                    "channels_last": False, "compile": False}), 0.0,
@@ -206,6 +208,7 @@ def test_the_training_loop_waits_for_the_device_only_every_few_steps(monkeypatch
     # the DataLoader draws its seed once per epoch; steps 10, 20, 30, 40 and the last look at the loss once
     # each; the epoch's totals are read once at the end. A wait per step would add 48 or more.
     assert syncs == ["item"] * (1 + 5) + ["tolist"], syncs
+    assert len(releases) == 5  # the heap's free pages go back at each look, where the host waits anyway
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists() or glibc() is None, reason="needs Linux with glibc")

@@ -109,7 +109,8 @@ class CachedImages(Dataset):
 
     def __init__(self, cache_dir, split_dir, split, transform=None, per_class=None):
         self.file, self.split = Path(cache_dir) / f"{split}.npy", split
-        _, rows = open_cache(cache_dir, split_dir, split)
+        pixels, rows = open_cache(cache_dir, split_dir, split)
+        self.image_bytes = pixels[0].nbytes
         self.rows = list(range(len(rows))) if per_class is None else nested_subset(rows, per_class)
         self.paths = [rows[i][0] for i in self.rows]
         self.labels = torch.tensor([rows[i][2] for i in self.rows], dtype=torch.long)
@@ -121,7 +122,7 @@ class CachedImages(Dataset):
 
     @property
     def nbytes(self):
-        return np.load(self.file, mmap_mode="r")[0].nbytes * len(self.rows)
+        return self.image_bytes * len(self.rows)
 
     def image(self, i):
         if self._pixels is None:

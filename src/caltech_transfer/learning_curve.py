@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .checkpoints import load_checkpoint  # noqa: E402
+from .checkpoints import load_checkpoint, load_classifier  # noqa: E402
 from .engine import Paths  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .evaluate import write_outputs  # noqa: E402
@@ -40,7 +40,7 @@ def point_paths(mode, per_class):
 def score_on_evaluated_features(checkpoint, baseline_checkpoint, baseline_metrics, split_dir, out_dir):
     """Test metrics of a feature_extract point: its head on the test features of the baseline evaluation, which
     came from the same frozen backbone (checked: same model params and preprocessing, same test images)."""
-    point, baseline = load_checkpoint(checkpoint), load_checkpoint(baseline_checkpoint)
+    (model, point), baseline = load_classifier(checkpoint), load_checkpoint(baseline_checkpoint)
     if (point["params"]["model"], point["preprocessing"]) != (baseline["params"]["model"], baseline["preprocessing"]):
         raise UserError(f"{baseline_checkpoint} was trained with other model params than this learning-curve point: "
                         "rerun the pipeline (dvc repro)")
@@ -51,8 +51,8 @@ def score_on_evaluated_features(checkpoint, baseline_checkpoint, baseline_metric
     classes = point["classes"]
     labels = torch.tensor([classes.index(r["true_class"]) for r in rows])
     features = torch.from_numpy(np.load(Path(baseline_metrics) / "features.npy")).float()
-    weight, bias = point["state_dict"]["head.weight"], point["state_dict"]["head.bias"]
-    logits = features @ weight.float().T + bias.float()
+    with torch.inference_mode():
+        logits = model.head(features)
     summary, per_class, _ = compute_metrics(logits, labels, len(classes))
     write_outputs(Path(out_dir), summary, per_class, logits, labels, paths, classes, features)
     print(f"feature_extract, {len(rows)} test images: mean per-class {summary['mean_per_class_accuracy']:.4f}")
