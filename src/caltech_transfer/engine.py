@@ -141,6 +141,7 @@ def validate(net, loader, runtime):
     """(loss, accuracy) on the validation split (under torchrun, each process's share, summed over all)."""
     net.eval()
     logits, labels = runtime.infer(net, loader, "validate")
+    runtime.release_freed_memory()  # inference's blocks rarely fit training's tensors
     sums = torch.stack([nn.functional.cross_entropy(logits, labels, reduction="sum"),
                         (logits.argmax(1) == labels).sum().float(), torch.tensor(float(len(labels)))])
     loss, hits, count = sum_over_processes(sums)[0].tolist()

@@ -72,10 +72,10 @@ def keep_freed_memory():
 
 def release_freed_memory():
     """Hand the heap's free pages back to the kernel once (glibc's malloc_trim), for one page-fault pass
-    afterwards (about 4 s for lite0 at 256 px, batch 32). Called where training turns to inference and back,
-    whose blocks rarely fit each other's tensors, and every `engine.CHECK_EVERY` training steps, which bounds the
-    heap's slow growth within training: the finetune stage peaked at 5.92 GiB without these calls, 5.37 GiB
-    with them."""
+    afterwards (about 4 s for lite0 at 256 px, batch 32). The training loop calls it every `engine.CHECK_EVERY`
+    steps, at the end of each epoch and after validation, whose blocks rarely fit the training's tensors: that
+    bounds the heap's slow growth within training (the finetune stage peaked at 5.92 GiB without these calls,
+    5.37 GiB with them). Pure inference does not call it: one working set, reused batch after batch."""
     libc = glibc()
     if libc is not None:
         libc.malloc_trim(0)
@@ -112,15 +112,12 @@ class Runtime:
     def infer(self, fn, loader, desc):
         """fn(inputs) over a loader without gradients: (outputs as float32 on the CPU, labels).
         Outputs stay on the device until the end, so the host waits once, not once per batch."""
-        self.release_freed_memory()
         outputs, labels = [], []
         with torch.inference_mode(), self.autocast():
             for inputs, targets in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not is_main()):
                 outputs.append(fn(self.to_device(inputs)).float())
                 labels.append(targets)
-        outputs = torch.cat(outputs).cpu()
-        self.release_freed_memory()
-        return outputs, torch.cat(labels)
+        return torch.cat(outputs).cpu(), torch.cat(labels)
 
     def release_freed_memory(self):
         if self.device == "cpu":
