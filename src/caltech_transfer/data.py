@@ -143,10 +143,11 @@ def eval_transform(prep):
                        v2.CenterCrop(prep["input_size"])])
 
 
-def train_transform(prep, augment):
-    """Random resized crop and flip, plus colour jitter and rotation when asked for: training data only."""
+def train_transform(prep, augment, crop_scale_min):
+    """Random resized crop (of crop_scale_min to all of the image's area, the mode's own) and flip, plus colour
+    jitter and rotation when asked for: training data only."""
     interpolation = InterpolationMode(prep["interpolation"])
-    steps = [v2.RandomResizedCrop(prep["input_size"], scale=(augment["crop_scale_min"], 1.0),
+    steps = [v2.RandomResizedCrop(prep["input_size"], scale=(crop_scale_min, 1.0),
                                   interpolation=interpolation, antialias=True)]
     if augment["hflip"]:
         steps.append(v2.RandomHorizontalFlip())

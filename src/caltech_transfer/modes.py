@@ -86,9 +86,8 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     once. Under torchrun each process gets its share of every split (`distributed.ShardedSampler`)."""
     recipe, workers, augment = params["train"][mode], params["train"]["workers"], params["augment"]
     features_once = MODES[mode].features_once(recipe)
-    train_images = CachedImages(paths.cache, paths.split, "train",
-                                eval_transform(prep) if features_once else train_transform(prep, augment),
-                                per_class=paths.train_per_class)
+    transform = eval_transform(prep) if features_once else train_transform(prep, augment, recipe["crop_scale_min"])
+    train_images = CachedImages(paths.cache, paths.split, "train", transform, per_class=paths.train_per_class)
     val_images = CachedImages(paths.cache, paths.split, "val", eval_transform(prep))
     batch = per_process(recipe["batch_size"])
     shuffled = ShardedSampler(len(train_images), generator, shuffle=True)  # the engine seeds `generator` per epoch
@@ -101,7 +100,7 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device):
         common = dict(batch_size=batch, device=runtime.device, size=prep["input_size"],
                       crop_fraction=prep["input_size"] / prep["resize_size"])
-        return (model, DeviceBatches(train_images, train=True, sampler=shuffled, scale_min=augment["crop_scale_min"],
+        return (model, DeviceBatches(train_images, train=True, sampler=shuffled, scale_min=recipe["crop_scale_min"],
                                      hflip=augment["hflip"], generator=generator, **common),
                 DeviceBatches(val_images, train=False, sampler=ShardedSampler(len(val_images)), **common))
     return (model, make_loader(train_images, batch, workers, sampler=shuffled),

@@ -119,6 +119,7 @@ def Ratios(key, value):
 _RECIPE = {
     "epochs": Int(1),
     "batch_size": Int(1),
+    "crop_scale_min": Float(positive=True, at_most=1),
     "optimizer": Choice("sgd", "adam", "adamw"),
     "momentum": Float(below=1),
     "weight_decay": Float(),
@@ -157,7 +158,6 @@ SCHEMA = {
     "model.weights": Str,
     "model.input_size": Optional(Int(16, maximum=2048)),  # larger only exhausts memory
     "model.crop_pct": Optional(Float(positive=True, at_most=1)),
-    "augment.crop_scale_min": Float(positive=True, at_most=1),
     "augment.hflip": Bool,
     "augment.color_jitter": Float(at_most=1),
     "augment.rotation": Float(at_most=180),
