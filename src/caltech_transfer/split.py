@@ -60,8 +60,15 @@ def parallel_map(fn, items, workers, desc):
     if workers < 2 or len(items) < 64:
         yield from tqdm(map(fn, items), **progress)
         return
-    with Pool(workers) as pool:
+    pool = Pool(workers)
+    try:
         yield from tqdm(pool.imap(fn, items, chunksize=32), **progress)
+        # the workers end on their own; Pool's `with` sends them SIGTERM instead, which one of them was seen to
+        # miss while it waited for the next task, leaving the stage waiting for it forever
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()  # after an error or an interruption: stop the workers now
 
 
 def assign(images, scheme="standard", seed=0, train_per_class=30, val_per_class=5, test_per_class=None,
