@@ -39,14 +39,14 @@ PROJECT = Path(__file__).resolve().parents[1]
 ARCHIVE = PROJECT.parent / "shared" / "datasets" / "caltech-101.zip"
 
 
-def images_folder(workdir, per_class):
-    """101_ObjectCategories with `per_class` images of each class, from ../shared's archive."""
+def images_folder(workdir, per_class, archive):
+    """101_ObjectCategories with `per_class` images of each class, from the Caltech-101 zip."""
     root = workdir / "101_ObjectCategories"
     if root.exists():
         return root
-    if not ARCHIVE.exists():
-        sys.exit(f"{ARCHIVE} not found: the benchmark uses the real Caltech-101 images")
-    with zipfile.ZipFile(ARCHIVE) as zf, zf.open("caltech-101/101_ObjectCategories.tar.gz") as inner:
+    if not archive.exists():
+        sys.exit(f"{archive} not found: the benchmark uses the real Caltech-101 images (--archive)")
+    with zipfile.ZipFile(archive) as zf, zf.open("caltech-101/101_ObjectCategories.tar.gz") as inner:
         import tarfile
         with tarfile.open(fileobj=inner, mode="r|gz") as tf:
             counts = {}
@@ -203,6 +203,7 @@ def main():
                         help="the project's train.data_path (default: params.yaml's)")
     parser.add_argument("--compile", action="store_true", help="the project path with runtime.compile")
     parser.add_argument("--eval-workers", type=int, default=None, help="evaluate.workers (default: params.yaml's)")
+    parser.add_argument("--archive", type=Path, default=ARCHIVE, help="the Caltech-101 zip (default: ../shared's)")
     parser.add_argument("--workdir", default=None, help="keeps the extracted images and cache between runs")
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/speed-<device>.json)")
     args = parser.parse_args()
@@ -214,7 +215,7 @@ def main():
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="caltech-speed-"))
     workdir.mkdir(parents=True, exist_ok=True)
     per_class = -(-args.batch * args.steps // 101)
-    root = images_folder(workdir, per_class + 3)
+    root = images_folder(workdir, per_class + 3, args.archive)
     paths = Paths(workdir / "split", workdir / "cache", workdir / "unused.pt", workdir / "metrics", workdir / "logs")
     split_params = {"scheme": "standard", "seed": 0, "train_per_class": per_class + 1, "val_per_class": 1,
                     "test_per_class": 1, "ratios": [0.8, 0.1, 0.1], "include_background": False}

@@ -51,6 +51,11 @@ def cli(main):
 
 
 def peak_memory():
-    """The largest resident size this process and any one of its children (loader workers) reached."""
+    """The largest resident size this process and any one of its children (loader workers) reached, and the GPU
+    memory it allocated where it used CUDA (torch is looked up, not imported: data stages never load it)."""
     own, child = (resource.getrusage(who).ru_maxrss / 2**20 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return f"peak memory {own:.2f} GiB (largest child process {child:.2f} GiB)"  # ru_maxrss is in KiB on Linux
+    text = f"peak memory {own:.2f} GiB (largest child process {child:.2f} GiB)"  # ru_maxrss is in KiB on Linux
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        text += f", GPU {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+    return text
