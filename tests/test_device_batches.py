@@ -61,7 +61,7 @@ def test_a_box_of_the_whole_image_is_the_image():
 
 def test_a_model_trained_on_device_batches_learns_like_one_on_the_loader(small_dataset, tmp_path):
     settings = {"train.finetune.epochs": 6, "train.finetune_lr": 1e-3, "train.head_lr": 1e-3,
-                "train.finetune.batch_size": 4}
+                "train.finetune.batch_size": 4, "runtime.device": "auto"}  # on a GPU where there is one
     loader, _ = run("finetune", small_dataset, tmp_path / "loader", **settings, **{"train.data_path": "loader"})
     device, _ = run("finetune", small_dataset, tmp_path / "device", **settings, **{"train.data_path": "device"})
     assert device["best_val_accuracy"] >= 0.9 and loader["best_val_accuracy"] >= 0.9  # chance is 1/3
@@ -78,8 +78,9 @@ def test_training_on_the_gpu_waits_for_it_only_every_few_steps(halves, monkeypat
 
     runtime = Runtime({"device": "cuda", "precision": "auto", "channels_last": True, "compile": False})
     batches = DeviceBatches(halves, 2, runtime.device, 24, train=True, generator=torch.Generator().manual_seed(0))
-    net = runtime.place(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 22 * 22, 2)))
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    net = runtime.place(torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(),
+                                            torch.nn.Linear(4 * 22 * 22, 2)))  # batch norm: the pixels are 0-255
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
     monkeypatch.setattr(engine, "CHECK_EVERY", 10)

@@ -110,14 +110,15 @@ class Runtime:
         return model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
 
     def infer(self, fn, loader, desc):
-        """fn(inputs) over a loader without gradients: (outputs as float32 on the CPU, labels).
-        Outputs stay on the device until the end, so the host waits once, not once per batch."""
+        """fn(inputs) over a loader without gradients: (outputs as float32, labels), both on the CPU (device-made
+        batches carry their labels on the device). They stay on the device until the end, so the host waits
+        once, not once per batch."""
         outputs, labels = [], []
         with torch.inference_mode(), self.autocast():
             for inputs, targets in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not is_main()):
                 outputs.append(fn(self.to_device(inputs)).float())
                 labels.append(targets)
-        return torch.cat(outputs).cpu(), torch.cat(labels)
+        return torch.cat(outputs).cpu(), torch.cat(labels).cpu()
 
     def release_freed_memory(self):
         if self.device == "cpu":
