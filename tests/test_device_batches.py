@@ -94,5 +94,7 @@ def test_training_on_the_gpu_waits_for_it_only_every_few_steps(halves, monkeypat
     finally:
         torch.cuda.set_sync_debug_mode("default")
     waits = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
-    assert seen == 64  # 32 steps: the loss is looked at after steps 10, 20, 30 and the last, then the totals read
-    assert len(waits) <= 5, waits
+    # 32 steps: the loss is looked at after steps 10, 20, 30 and the last; at the end the image count goes to the
+    # device and the totals come back. Measured on an H200: 6 (102, three per step, before batches copied their
+    # indices, boxes and flips from pinned memory)
+    assert seen == 64 and len(waits) <= 6, waits
