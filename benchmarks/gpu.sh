@@ -9,9 +9,9 @@
 # OUTDIR gets each stage's time and peak memory (summary.tsv), the benchmark JSON, every log (logs.tgz, kept up to
 # date after each step, so a run cut short still leaves them) and the pipeline's small outputs (results.tgz).
 #
-#   benchmarks/gpu.sh ARCHIVE WEIGHTS OUTDIR [STEPS]      (STEPS: benchmark batches per timed epoch, default 100)
+#   benchmarks/gpu.sh ARCHIVE WEIGHTS OUTDIR [STEPS]      (STEPS: benchmark batches per timed epoch, default 80)
 set -uo pipefail
-archive=$(realpath "$1") weights=$(realpath "$2") out=$(realpath -m "$3") steps=${4:-100}
+archive=$(realpath "$1") weights=$(realpath "$2") out=$(realpath -m "$3") steps=${4:-80}
 project=$(cd "$(dirname "$0")/.." && pwd)
 work=${WORKDIR:-/tmp/caltech-gpu}
 python=${PYTHON:-python3}

@@ -37,6 +37,7 @@ from caltech_transfer.runtime import Runtime, cpu_has_fast_bf16, resolve_device
 
 PROJECT = Path(__file__).resolve().parents[1]
 ARCHIVE = PROJECT.parent / "shared" / "datasets" / "caltech-101.zip"
+SMALLEST_CLASS = 31  # images in Caltech-101's smallest class (inline_skate)
 
 
 def images_folder(workdir, per_class, archive):
@@ -215,6 +216,9 @@ def main():
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="caltech-speed-"))
     workdir.mkdir(parents=True, exist_ok=True)
     per_class = -(-args.batch * args.steps // 101)
+    if per_class + 3 > SMALLEST_CLASS:  # the split holds per_class + 1 training images and 2 more of each class
+        sys.exit(f"--steps {args.steps} at --batch {args.batch} needs {per_class + 3} images of each class; the smallest "
+                 f"Caltech-101 class has {SMALLEST_CLASS}: use at most --steps {(SMALLEST_CLASS - 3) * 101 // args.batch}")
     root = images_folder(workdir, per_class + 3, args.archive)
     paths = Paths(workdir / "split", workdir / "cache", workdir / "unused.pt", workdir / "metrics", workdir / "logs")
     split_params = {"scheme": "standard", "seed": 0, "train_per_class": per_class + 1, "val_per_class": 1,
