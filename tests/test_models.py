@@ -88,3 +88,38 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     loaded, ckpt = load_classifier(tmp_path / "m.pt")
     assert ckpt["classes"] == list("abcd")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def saved_bytes(model, images):
+    """Bytes of the distinct storages autograd keeps from the forward pass for the backward pass."""
+    storages = {}
+
+    def keep(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        model(images)
+    return sum(storages.values())
+
+
+def test_relu6_keeps_one_activation_for_backward_and_the_same_gradients():
+    from caltech_transfer.lean_activations import LeanReLU6
+    torch.manual_seed(0)
+    lean, _ = build_model("timm/tf_efficientnet_lite0", "none", 5)
+    assert sum(type(m) is LeanReLU6 for m in lean.modules()) == 33
+    plain, _ = build_model("timm/tf_efficientnet_lite0", "none", 5)
+    plain.load_state_dict(lean.state_dict())
+    for module in plain.modules():
+        if type(module) is LeanReLU6:
+            module.__class__ = nn.ReLU6  # PyTorch's own
+    images = torch.randint(0, 256, (4, 3, 96, 96), dtype=torch.uint8)
+    results = []
+    for model in (lean, plain):
+        model.train().to(memory_format=torch.channels_last)
+        loss = model(images).logsumexp(1).sum()
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(results[0][1][n], results[1][1][n]) for n in results[0][1])
+    assert saved_bytes(lean, images) < 0.85 * saved_bytes(plain, images)

@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from .errors import UserError
+from .lean_activations import keep_outputs_for_backward
 
 TIMM_PREFIX = "timm/"
 IMAGENET_PREP = {"input_size": 224, "resize_size": 256, "mean": [0.485, 0.456, 0.406],
@@ -163,4 +164,5 @@ def build_model(arch, weights, num_classes, input_size=None, crop_pct=None):
     crop_pct = crop_pct or prep["input_size"] / prep["resize_size"]
     input_size = input_size or prep["input_size"]
     prep.update(input_size=input_size, resize_size=round(input_size / crop_pct))
+    backbone = keep_outputs_for_backward(backbone)
     return Classifier(backbone, nn.Linear(in_features, num_classes), prep["mean"], prep["std"]), prep
