@@ -68,6 +68,10 @@ def test_spread_over_seeds_of_otherwise_equal_runs(tmp_path):
     assert top1["std"] == pytest.approx(statistics.stdev([0.90, 0.92, 0.95]))
     assert "| finetune | 0.9233 ± 0.0252 |" in spread.markdown(table)
 
+    stale = {"metrics/scratch/test.json": {k: 0.5 for k in spread.METRICS}}  # seed 0's file, carried unchanged
+    table = spread.spread([(p, {**m, **stale}) for p, m in runs], reference)
+    assert "scratch" not in table and table["finetune"]["top1_accuracy"]["std"] == top1["std"]
+
     path = tmp_path / "seeds.json"
     spread.write_json(path, table)
     assert spread.seeds_for(path, reference) == table

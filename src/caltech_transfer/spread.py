@@ -52,13 +52,23 @@ def spread(runs, reference):
             per_seed.setdefault(params["split"]["seed"], metrics)
     table = {"seeds": sorted(per_seed), "params": without_seed(reference)}
     for mode in MODES:
-        values = {seed: m.get(f"metrics/{mode}/test.json") for seed, m in sorted(per_seed.items())}
-        values = {seed: v for seed, v in values.items() if v and all(k in v for k in METRICS)}
+        values = fresh_results({seed: m.get(f"metrics/{mode}/test.json") for seed, m in sorted(per_seed.items())})
         if len(values) >= 2:
             table[mode] = {k: {"mean": statistics.mean(v[k] for v in values.values()),
                                "std": statistics.stdev(v[k] for v in values.values()),
                                "values": {str(seed): v[k] for seed, v in values.items()}} for k in METRICS}
     return table
+
+
+def fresh_results(per_seed):
+    """The seeds' test metrics that their own runs produced. A mode whose stages a seed's run did not reproduce
+    (scratch, in the loop of this module's help) carries the first seed's file unchanged; two splits cannot give
+    the very same metrics, so a result seen at a lower seed already does not count again."""
+    fresh = {}
+    for seed, result in per_seed.items():
+        if result and all(k in result for k in METRICS) and result not in fresh.values():
+            fresh[seed] = result
+    return fresh
 
 
 def seeds_for(path, params):
