@@ -76,5 +76,6 @@ def test_spread_over_seeds_of_otherwise_equal_runs(tmp_path):
     spread.write_json(path, table)
     assert spread.seeds_for(path, reference) == table
     assert spread.seeds_for(path, run(7, 0.0)[0]) == table  # another seed of the same params
+    assert spread.seeds_for(path, {"split": {"seed": 0, "scheme": "standard"}}) == table  # a stage's own sections
     assert spread.seeds_for(path, run(0, 0.0, lr=1e-3)[0]) == {}  # other params: the table does not apply
     assert spread.seeds_for(tmp_path / "absent.json", reference) == {}
