@@ -203,7 +203,8 @@ def main():
     parser.add_argument("--data-path", default=None, choices=["auto", "loader", "device"],
                         help="the project's train.data_path (default: params.yaml's)")
     parser.add_argument("--compile", action="store_true", help="the project path with runtime.compile")
-    parser.add_argument("--eval-workers", type=int, default=None, help="evaluate.workers (default: params.yaml's)")
+    parser.add_argument("--eval-workers", type=int, default=None,
+                        help="evaluate.workers (default: params.yaml's); on the CPU the stages use none")
     parser.add_argument("--archive", type=Path, default=ARCHIVE, help="the Caltech-101 zip (default: ../shared's)")
     parser.add_argument("--workdir", default=None, help="keeps the extracted images and cache between runs")
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/speed-<device>.json)")
@@ -239,8 +240,9 @@ def main():
                                  args.repeats)}
     seeds_peak = peak_memory_gb(device)
     runtime = Runtime(params["runtime"])  # after the seeds' way: on a CPU it also tunes the allocator for the process
-    eval_workers = load_params("evaluate@finetune", PROJECT)["evaluate"]["workers"] if args.eval_workers is None \
-        else args.eval_workers
+    eval_workers = runtime.inference_workers(  # as the evaluate stage: none on the CPU
+        load_params("evaluate@finetune", PROJECT)["evaluate"]["workers"] if args.eval_workers is None
+        else args.eval_workers)
     results["project"], data_path = project_way(*fresh_model(), params, paths, args.batch, runtime, eval_workers,
                                                     args.repeats)
     results["compute"] = compute_only(fresh_model()[0], args.size, args.batch, args.steps, runtime, args.repeats)

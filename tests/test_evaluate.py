@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -154,3 +155,18 @@ def test_training_curves_draw_each_series(tmp_path):
         curves({"finetune": [{**r, key: r[key] * (0.5 if r["epoch"] > 1 else 1)} for r in rows]}, tmp_path / "c.png")
         changed = np.asarray(Image.open(tmp_path / "c.png").convert("L"), dtype=float)
         assert base.shape != changed.shape or np.abs(base - changed).mean() > 0.05, f"{key} is not drawn"
+
+
+def test_evaluate_on_the_cpu_starts_no_loader_processes(small_dataset, trained, tmp_path, monkeypatch):
+    """On the CPU loader processes would take the cores the network computes on; a GPU gets the ones asked for."""
+    import caltech_transfer.data
+    from caltech_transfer.runtime import Runtime
+
+    started = []
+    real_loader = caltech_transfer.data.DataLoader
+    monkeypatch.setattr(caltech_transfer.data, "DataLoader",
+                        lambda *args, **kwargs: started.append(kwargs["num_workers"]) or real_loader(*args, **kwargs))
+    evaluate(trained / "models" / "finetune.pt", small_dataset / "split", small_dataset / "cache", tmp_path, RUNTIME,
+             batch_size=8, workers=2)
+    assert started == [0]
+    assert Runtime.inference_workers(SimpleNamespace(device="cuda"), 2) == 2
