@@ -26,8 +26,8 @@ def evaluate(checkpoint, split_dir, cache_dir, out_dir, runtime_params, batch_si
         raise UserError(f"{checkpoint} was trained on other classes than {split_dir}/classes.txt; retrain (dvc repro)")
     runtime.place(model)
     test = CachedImages(cache_dir, split_dir, "test", eval_transform(ckpt["preprocessing"]))
-    features, labels = runtime.infer(runtime.compiled(model.features), make_loader(test, batch_size, runtime.inference_workers(workers)),
-                                     f"evaluate {ckpt['mode']}")
+    batches = make_loader(test, batch_size, runtime.inference_workers(workers))
+    features, labels = runtime.infer(runtime.compiled(model.features), batches, f"evaluate {ckpt['mode']}")
     with torch.inference_mode():
         logits = model.head.float().cpu()(features)
     summary, per_class, _ = compute_metrics(logits, labels, len(classes))
