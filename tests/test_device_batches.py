@@ -7,7 +7,8 @@ import torch
 from torchvision.transforms import v2
 
 from caltech_transfer.data import CachedImages
-from caltech_transfer.device_batches import DeviceBatches, centre_boxes, crop_boxes, cut
+from caltech_transfer import device_batches
+from caltech_transfer.device_batches import DeviceBatches, centre_boxes, crop_boxes, cut, regions
 from conftest import data_paths, stage_params
 from test_engine import run
 
@@ -49,14 +50,24 @@ def test_flips_happen_about_half_the_time(halves):
 
 def test_the_evaluation_crop_equals_the_loader_transform(small_dataset):
     images = CachedImages(small_dataset / "cache", small_dataset / "split", "val")
-    batch, labels = next(iter(DeviceBatches(images, 4, "cpu", 32, train=False, crop_fraction=32 / 40)))
-    expected = torch.stack([v2.CenterCrop(32)(images.image(i)) for i in range(4)]).float()
-    assert torch.allclose(batch, expected, atol=1e-3) and torch.equal(labels, images.labels[:4])
+    batches = list(DeviceBatches(images, 5, "cpu", 32, train=False, crop_fraction=32 / 40))
+    assert len(images) % 5 and len(batches[-1][1]) == len(images) % 5  # a shorter last batch is cut right too
+    expected = torch.stack([v2.CenterCrop(32)(images.image(i)) for i in range(len(images))]).float()
+    assert torch.allclose(torch.cat([b for b, _ in batches]), expected, atol=1e-3)
+    assert torch.equal(torch.cat([labels for _, labels in batches]), images.labels)
 
 
 def test_a_box_of_the_whole_image_is_the_image():
     image = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)
-    assert torch.allclose(cut(image, centre_boxes(1, 16, 16, 1.0), 16), image.float(), atol=1e-3)
+    assert torch.allclose(cut(image, regions(centre_boxes(1, 16, 16, 1.0), 1), 16), image.float(), atol=1e-3)
+
+
+def test_an_epoch_copies_its_order_crops_and_flips_to_the_device_once_not_per_step(halves, monkeypatch):
+    copies = []
+    monkeypatch.setattr(device_batches, "to_device", lambda tensor, device: copies.append(len(tensor)) or tensor)
+    steps = list(DeviceBatches(halves, 5, "cpu", 24, train=True, generator=torch.Generator().manual_seed(0)))
+    assert copies == [64, 64, 64]  # the order, the crop regions and the flips, each for all 64 images at once
+    assert [len(images) for images, _ in steps] == [5] * 12 + [4]
 
 
 def test_a_model_trained_on_device_batches_learns_like_one_on_the_loader(small_dataset, tmp_path):
@@ -95,6 +106,6 @@ def test_training_on_the_gpu_waits_for_it_only_every_few_steps(halves, monkeypat
         torch.cuda.set_sync_debug_mode("default")
     waits = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
     # 32 steps: the loss is looked at after steps 10, 20, 30 and the last; at the end the image count goes to the
-    # device and the totals come back. Measured on an H200: 6 (102, three per step, before batches copied their
-    # indices, boxes and flips from pinned memory)
+    # device and the totals come back. Measured on an H200: 6 (102, three per step, when the indices, boxes and flips
+    # were copied from pageable memory at every step; they now go from pinned memory, once an epoch)
     assert seen == 64 and len(waits) <= 6, waits

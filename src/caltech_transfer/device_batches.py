@@ -49,9 +49,14 @@ def centre_boxes(count, height, width, crop_fraction):
     return box.expand(count, 4)
 
 
-def cut(images, boxes, size):
-    """Each image's box resized to size x size (area-averaged where it shrinks), as float 0-255 NCHW."""
-    rois = to_device(torch.cat([torch.arange(len(images), dtype=torch.float32)[:, None], boxes], 1), images.device)
+def regions(boxes, batch_size):
+    """roi_align's rows (index of the image within its batch, x1, y1, x2, y2) for boxes in batch order."""
+    within_batch = torch.arange(len(boxes)) % batch_size
+    return torch.cat([within_batch.float()[:, None], boxes], 1)
+
+
+def cut(images, rois, size):
+    """Each image's region resized to size x size (area-averaged where it shrinks), as float 0-255 NCHW."""
     return roi_align(images.float(), rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
@@ -74,16 +79,21 @@ class DeviceBatches:
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self):
+        """The epoch's order, crops and flips are drawn on the host and copied in one go, so that a step only slices
+        them: per step the host launches a handful of kernels and neither draws nor copies anything."""
         height, width = self.pixels.shape[2:]
-        for index in torch.tensor(list(self.sampler), dtype=torch.long).split(self.batch_size):
-            n = len(index)
-            if self.train:
-                boxes = crop_boxes(n, height, width, self.scale_min, self.generator)
-            else:
-                boxes = centre_boxes(n, height, width, self.crop_fraction)
-            index = to_device(index, self.pixels.device)
-            batch = cut(self.pixels[index], boxes, self.size)
-            if self.train and self.hflip:
-                flip = to_device(torch.rand(n, generator=self.generator) < 0.5, batch.device)
-                batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+        order = torch.tensor(list(self.sampler), dtype=torch.long)
+        n, device = len(order), self.pixels.device
+        if self.train:
+            boxes = crop_boxes(n, height, width, self.scale_min, self.generator)
+        else:
+            boxes = centre_boxes(n, height, width, self.crop_fraction)
+        flips = torch.rand(n, generator=self.generator) < 0.5 if self.train and self.hflip else None
+        order, rois = to_device(order, device), to_device(regions(boxes, self.batch_size), device)
+        flips = None if flips is None else to_device(flips, device)
+        for start in range(0, n, self.batch_size):
+            index, steps = order[start:start + self.batch_size], slice(start, start + self.batch_size)
+            batch = cut(self.pixels[index], rois[steps], self.size)
+            if flips is not None:
+                batch = torch.where(flips[steps, None, None, None], batch.flip(3), batch)
             yield batch, self.labels[index]
