@@ -88,12 +88,12 @@ class DeviceBatches:
             boxes = crop_boxes(n, height, width, self.scale_min, self.generator)
         else:
             boxes = centre_boxes(n, height, width, self.crop_fraction)
-        flips = torch.rand(n, generator=self.generator) < 0.5 if self.train and self.hflip else None
+        flips = to_device(torch.rand(n, generator=self.generator) < 0.5, device) if self.train and self.hflip else None
         order, rois = to_device(order, device), to_device(regions(boxes, self.batch_size), device)
-        flips = None if flips is None else to_device(flips, device)
         for start in range(0, n, self.batch_size):
-            index, steps = order[start:start + self.batch_size], slice(start, start + self.batch_size)
-            batch = cut(self.pixels[index], rois[steps], self.size)
+            step = slice(start, start + self.batch_size)
+            index = order[step]
+            batch = cut(self.pixels[index], rois[step], self.size)
             if flips is not None:
-                batch = torch.where(flips[steps, None, None, None], batch.flip(3), batch)
+                batch = torch.where(flips[step, None, None, None], batch.flip(3), batch)
             yield batch, self.labels[index]
