@@ -226,7 +226,7 @@ def main():
                     "test_per_class": 1, "ratios": [0.8, 0.1, 0.1], "include_background": False}
     if not (paths.cache / "meta.json").exists():
         split.run(root, paths.split, split_params, workers=2)
-        build_cache(root, paths.split, paths.cache, 256, workers=2)
+        build_cache(root, paths.split, paths.cache, 256, "pad", workers=2)
     train_rows = split.read_manifest(paths.split / "train.csv")
     classes = len(split.read_classes(paths.split))
 

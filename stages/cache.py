@@ -9,7 +9,8 @@ from caltech_transfer.params import load_params
 @cli
 def main():
     p = load_params("cache")["cache"]
-    build_cache("data/raw/101_ObjectCategories", "data/split", "data/cache", p["image_size"], workers=os.cpu_count())
+    build_cache("data/raw/101_ObjectCategories", "data/split", "data/cache", p["image_size"],
+                p["fit"], workers=os.cpu_count())
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ def small_dataset(tmp_path_factory):
     split.run(cats, root / "split", {"scheme": "standard", "seed": 0, "train_per_class": 12, "val_per_class": 4,
                                      "test_per_class": None, "ratios": [0.8, 0.1, 0.1],
                                      "include_background": False}, workers=1)
-    build_cache(cats, root / "split", root / "cache", image_size=40, workers=1)
+    build_cache(cats, root / "split", root / "cache", image_size=40, fit="pad", workers=1)
     return root
 
 

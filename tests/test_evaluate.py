@@ -128,6 +128,11 @@ def _perturb(metrics):
     np.save(metrics / "features.npy", np.random.default_rng(0).normal(size=features.shape).astype(features.dtype))
 
 
+def test_predict_fits_new_images_as_the_cache_did(small_dataset, trained):
+    assert json.loads((small_dataset / "cache" / "meta.json").read_text())["fit"] == "pad"
+    assert torch.load(trained / "models" / "finetune.pt", weights_only=True)["preprocessing"]["fit"] == "pad"
+
+
 def test_predict_returns_the_known_class(small_dataset, trained, tmp_path, capsys):
     from conftest import make_tree
     fresh = make_tree(tmp_path / "new", per_class=(2, 2, 2), background=0, extras=False, seed=7)

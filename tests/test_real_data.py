@@ -45,7 +45,7 @@ def test_feature_extract_with_pretrained_weights_is_accurate(real, tmp_path):
     root, categories = real
     if not (root / "split" / "train.csv").exists():
         split.run(categories, root / "split", stage_params("split")["split"], workers=2)
-    build_cache(categories, root / "split", root / "cache", 256, workers=2)
+    build_cache(categories, root / "split", root / "cache", 256, "pad", workers=2)
     params = stage_params("train_feature_extract", **{
         "model.arch": "timm/tf_efficientnet_lite0", "model.weights": str(WEIGHTS), "model.input_size": None,
         "runtime.precision": "auto", "runtime.channels_last": True, "train.workers": 2,

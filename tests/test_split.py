@@ -3,9 +3,10 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from caltech_transfer import split
-from caltech_transfer.data import CachedImages, build_cache
+from caltech_transfer.data import PAD_COLOUR, CachedImages, build_cache, fit_square
 from caltech_transfer.errors import UserError
 
 STANDARD = {"scheme": "standard", "seed": 0, "train_per_class": 8, "val_per_class": 2, "test_per_class": None,
@@ -85,7 +86,7 @@ def test_too_few_images_is_a_clear_error(caltech_tree, tmp_path):
 
 def test_cache_holds_rgb_squares_in_manifest_order(caltech_tree, tmp_path):
     run_split(caltech_tree, tmp_path / "split")
-    build_cache(caltech_tree, tmp_path / "split", tmp_path / "cache", image_size=32, workers=1)
+    build_cache(caltech_tree, tmp_path / "split", tmp_path / "cache", image_size=32, fit="crop", workers=1)
     train = CachedImages(tmp_path / "cache", tmp_path / "split", "train")
     pixels = np.load(tmp_path / "cache" / "train.npy")
     assert pixels.shape == (18, 32, 32, 3) and pixels.dtype == np.uint8
@@ -101,9 +102,26 @@ def test_cache_holds_rgb_squares_in_manifest_order(caltech_tree, tmp_path):
     assert gray.shape[0] == 3 and (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
 
 
+def test_each_fit_makes_a_square_of_the_image_its_own_way():
+    stripes = Image.new("RGB", (60, 20))  # landscape, 3:1: red, green and blue thirds
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)]):
+        stripes.paste(colour, (20 * i, 0, 20 * i + 20, 20))
+
+    def colour_at(img, x, y):
+        return tuple(int(round(c / 255)) * 255 for c in np.asarray(img)[y, x])
+
+    crop = fit_square(stripes.copy(), 30, "crop")  # the centre: green only, the sides lost
+    assert crop.size == (30, 30) and {colour_at(crop, x, 15) for x in (2, 15, 27)} == {(0, 255, 0)}
+    squash = fit_square(stripes.copy(), 30, "squash")  # all three thirds, stretched to the full height
+    assert [colour_at(squash, x, y) for x, y in [(4, 2), (15, 27), (26, 15)]] == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    padded = np.asarray(fit_square(stripes.copy(), 30, "pad"))  # all three thirds at 30 x 10, grey above and below
+    assert (padded[:10] == PAD_COLOUR).all() and (padded[20:] == PAD_COLOUR).all()
+    assert [colour_at(padded, x, 15) for x in (4, 15, 26)] == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
 def test_a_cache_of_another_split_is_refused(caltech_tree, tmp_path):
     run_split(caltech_tree, tmp_path / "split")
-    build_cache(caltech_tree, tmp_path / "split", tmp_path / "cache", image_size=32, workers=1)
+    build_cache(caltech_tree, tmp_path / "split", tmp_path / "cache", image_size=32, fit="crop", workers=1)
     run_split(caltech_tree, tmp_path / "split", seed=1)  # same counts, other images
     with pytest.raises(UserError, match="holds other images than .*train.csv.*dvc repro cache"):
         CachedImages(tmp_path / "cache", tmp_path / "split", "train")

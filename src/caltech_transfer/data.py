@@ -1,7 +1,7 @@
 """The data module: the decoded-image cache, datasets over it, transforms and loaders.
 
-Each image is decoded once (by the `cache` stage), its shorter side resized to `cache.image_size` and
-centre-cropped to a square, and stored as uint8 HWC pixels in one .npy file per split. Training and
+Each image is decoded once (by the `cache` stage), fitted to a `cache.image_size` square in the way
+`cache.fit` names (`fit_square`), and stored as uint8 HWC pixels in one .npy file per split. Training and
 evaluation memory-map those files instead of decoding JPEGs every epoch."""
 import hashlib
 import json
@@ -37,9 +37,11 @@ def load_rgb(path):
         return img.convert("RGB")
 
 
-def square_resize(img, size):
-    """Shorter side to `size` (bicubic, antialiased), then centre crop to size x size."""
-    img.draft("RGB", (size, size))  # lets JPEG decode at a reduced scale when the image is much larger
+PAD_COLOUR = (124, 116, 104)  # the ImageNet mean, which normalisation maps to about zero
+
+
+def centre_crop(img, size):
+    """Shorter side to `size`, then the centre square: the image's long sides are lost."""
     scale = size / min(img.size)
     w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
     img = img.resize((w, h), Image.BICUBIC)
@@ -47,9 +49,33 @@ def square_resize(img, size):
     return img.crop((left, top, left + size, top + size))
 
 
+def pad(img, size):
+    """Longer side to `size`, centred on PAD_COLOUR: the whole image, and its shape (Caltech's `Faces` are
+    landscape photos, its `Faces_easy` portrait crops of the same photos)."""
+    scale = size / max(img.size)
+    w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    square = Image.new("RGB", (size, size), PAD_COLOUR)
+    square.paste(img.resize((w, h), Image.BICUBIC), ((size - w) // 2, (size - h) // 2))
+    return square
+
+
+def squash(img, size):
+    """Both sides to `size`: the whole image, stretched."""
+    return img.resize((size, size), Image.BICUBIC)
+
+
+FITS = {"crop": centre_crop, "pad": pad, "squash": squash}  # the choices of `cache.fit`
+
+
+def fit_square(img, size, fit):
+    """The image as a size x size square, fitted as FITS[fit] does (bicubic, antialiased)."""
+    img.draft("RGB", (size, size))  # lets JPEG decode at a reduced scale when the image is much larger
+    return FITS[fit](img, size)
+
+
 def _decode(job):
-    path, size = job
-    return np.asarray(square_resize(load_rgb(path), size), dtype=np.uint8)
+    path, size, fit = job
+    return np.asarray(fit_square(load_rgb(path), size, fit), dtype=np.uint8)
 
 
 def manifest_digest(rows):
@@ -57,9 +83,9 @@ def manifest_digest(rows):
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
-def build_cache(raw_dir, split_dir, cache_dir, image_size, workers=2):
+def build_cache(raw_dir, split_dir, cache_dir, image_size, fit, workers=2):
     """Write cache_dir/<split>.npy (N, S, S, 3) uint8, in manifest order, for every split, and meta.json
-    with the digest of each manifest, which every reader checks."""
+    with the fit and the digest of each manifest, which every reader checks."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     digests = {}
@@ -68,13 +94,18 @@ def build_cache(raw_dir, split_dir, cache_dir, image_size, workers=2):
         with atomic_path(cache_dir / f"{split}.npy") as partial:
             array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                               shape=(len(rows), image_size, image_size, 3))
-            jobs = [(Path(raw_dir) / path, image_size) for path, _, _ in rows]
+            jobs = [(Path(raw_dir) / path, image_size, fit) for path, _, _ in rows]
             for i, pixels in enumerate(parallel_map(_decode, jobs, workers, desc=f"cache {split}")):
                 array[i] = pixels
             array.flush()
             del array
         digests[split] = manifest_digest(rows)
-    write_json(cache_dir / "meta.json", {"image_size": image_size, "manifests": digests})
+    write_json(cache_dir / "meta.json", {"image_size": image_size, "fit": fit, "manifests": digests})
+
+
+def cache_fit(cache_dir):
+    """How the cache fitted images to squares; caches from before `cache.fit` existed cropped them."""
+    return read_json(Path(cache_dir) / "meta.json").get("fit", "crop")
 
 
 def open_cache(cache_dir, split_dir, split):

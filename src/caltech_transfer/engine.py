@@ -13,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import resume
-from .data import manifest_digest
+from .data import cache_fit, manifest_digest
 from .errors import UserError
 from .modes import initial_model, loaders, param_groups, set_trainable, trainer
 from .runlog import RunLog, write_outputs
@@ -47,6 +47,7 @@ def train(mode, params, paths, on_epoch_end=None):
     torch.manual_seed(t["seed"])
     classes = read_classes(paths.split)
     model, prep = initial_model(mode, params, classes, paths.checkpoint.parent)
+    prep["fit"] = cache_fit(paths.cache)  # so that `caltech-predict` fits new images as training saw them
     runtime.place(model)
     groups = param_groups(mode, model, t)
     generator = torch.Generator()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from .data import FITS
 from .errors import UserError
 
 # PyYAML follows YAML 1.1, where a float needs a dot: `1e-05` (what `dvc exp run -S x=1e-5` writes)
@@ -154,6 +155,7 @@ SCHEMA = {
     "split.ratios": Ratios,
     "split.include_background": Bool,
     "cache.image_size": Int(16, maximum=2048),
+    "cache.fit": Choice(*FITS),
     "model.arch": Str,
     "model.weights": Str,
     "model.input_size": Optional(Int(16, maximum=2048)),  # larger only exhausts memory

@@ -163,8 +163,8 @@ def published_section(modes, metrics_dir, pool):
 
 
 def params_section(params):
-    keys = ["model.arch", "model.weights", "model.input_size", "train.finetune.crop_scale_min", "augment.hflip",
-            "train.seed", "split.seed", "curve.shots"]
+    keys = ["cache.fit", "model.arch", "model.weights", "model.input_size", "train.finetune.crop_scale_min",
+            "augment.hflip", "train.seed", "split.seed", "curve.shots"]
     values = []
     for dotted in keys:
         node = params
