@@ -107,8 +107,9 @@ def test_checkpoint_holds_the_best_validation_epoch_not_the_last(small_dataset, 
     rows = history(tmp_path)
     accuracies = [float(r["val_accuracy"]) for r in rows]
     assert accuracies[2] < max(accuracies[:2])
+    ranks = [(accuracy, -float(r["val_loss"])) for accuracy, r in zip(accuracies, rows)]  # ties: the lower loss
     best = ckpt["best_epoch"]
-    assert best == 1 + accuracies.index(max(accuracies)) and best != 3
+    assert best == 1 + ranks.index(max(ranks)) and best != 3
     for key, value in snapshots[best].items():
         assert torch.equal(ckpt["state_dict"][key], value), key
     assert not torch.equal(ckpt["state_dict"]["head.weight"], snapshots[3]["head.weight"])
