@@ -8,6 +8,7 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from caltech_transfer import engine
+from caltech_transfer.errors import UserError
 from caltech_transfer.evaluate import evaluate
 from caltech_transfer.metrics import compute_metrics
 from caltech_transfer.plots import make_all
@@ -126,6 +127,15 @@ def _perturb(metrics):
     (metrics / "predictions.csv").write_text("\n".join([lines[0]] + shifted) + "\n")
     features = np.load(metrics / "features.npy")
     np.save(metrics / "features.npy", np.random.default_rng(0).normal(size=features.shape).astype(features.dtype))
+
+
+def test_plots_without_a_modes_predictions_say_how_to_get_them(tmp_path):
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "classes.txt").write_text("a\nb\n")
+    (tmp_path / "metrics" / "scratch").mkdir(parents=True)
+    (tmp_path / "metrics" / "scratch" / "test.json").write_text("{}")  # in Git; predictions.csv was not pulled
+    with pytest.raises(UserError, match="scratch/predictions.csv not found: dvc pull it, or run dvc repro evaluate@scratch"):
+        make_all(tmp_path / "metrics", tmp_path / "split", tmp_path / "cache", tmp_path / "plots", {})
 
 
 def test_predict_fits_new_images_as_the_cache_did(small_dataset, trained):

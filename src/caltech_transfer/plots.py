@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from .data import open_cache  # noqa: E402
+from .errors import UserError  # noqa: E402
 from .files import read_csv, read_json  # noqa: E402
 from .modes import MODES  # noqa: E402
 from .split import read_classes  # noqa: E402
@@ -129,6 +130,9 @@ def make_all(metrics_dir, split_dir, cache_dir, out_dir, params):
     index = {name: i for i, name in enumerate(classes)}
     modes = [m for m in MODES if (metrics_dir / m / "test.json").exists()]
     results = {m: read_json(metrics_dir / m / "test.json") for m in modes}
+    for m in modes:  # test.json is in Git, predictions.csv only in DVC's cache: a clone may have one without the other
+        if not (metrics_dir / m / "predictions.csv").exists():
+            raise UserError(f"{metrics_dir / m / 'predictions.csv'} not found: dvc pull it, or run dvc repro evaluate@{m}")
     predictions = {m: read_csv(metrics_dir / m / "predictions.csv") for m in modes}
     matrices = {m: confusion_matrix([index[r["true_class"]] for r in predictions[m]],
                                     [index[r["predicted_class"]] for r in predictions[m]], labels=range(len(classes)))
