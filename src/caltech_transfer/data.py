@@ -65,6 +65,7 @@ def squash(img, size):
 
 
 FITS = {"crop": centre_crop, "pad": pad, "squash": squash}  # the choices of `cache.fit`
+FIT_BEFORE_CHOICE = "crop"  # how caches and checkpoints made before `cache.fit` existed fitted their images
 
 
 def fit_square(img, size, fit):
@@ -104,8 +105,8 @@ def build_cache(raw_dir, split_dir, cache_dir, image_size, fit, workers=2):
 
 
 def cache_fit(cache_dir):
-    """How the cache fitted images to squares; caches from before `cache.fit` existed cropped them."""
-    return read_json(Path(cache_dir) / "meta.json").get("fit", "crop")
+    """How the cache fitted images to squares."""
+    return read_json(Path(cache_dir) / "meta.json").get("fit", FIT_BEFORE_CHOICE)
 
 
 def open_cache(cache_dir, split_dir, split):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_classifier
-from .data import eval_transform, fit_square, load_rgb
+from .data import FIT_BEFORE_CHOICE, eval_transform, fit_square, load_rgb
 from .errors import UserError, cli
 from .files import write_csv
 
@@ -30,7 +30,7 @@ def predict(checkpoint, inputs, top=5):
     results = []
     for path in image_files(inputs):
         try:
-            img = fit_square(load_rgb(path), prep["resize_size"], prep.get("fit", "crop"))  # as the cache did
+            img = fit_square(load_rgb(path), prep["resize_size"], prep.get("fit", FIT_BEFORE_CHOICE))
         except Exception as err:  # PIL raises several kinds for non-images and broken files
             results.append((path, None, f"not a readable image ({type(err).__name__})"))
             continue
