@@ -9,7 +9,7 @@ from pathlib import Path
 from . import learning_curve
 from .files import read_csv, read_json
 from .modes import MODES
-from .spread import seeds_for
+from .spread import METRIC_NAMES, METRICS, interval_cell, seeds_for, verdict
 from .split import SPLITS, read_manifest
 
 FIGURES = [("comparison.png", "Test accuracy by mode"), ("curves.png", "Training and validation curves"),
@@ -79,22 +79,34 @@ def data_section(split_dir, params):
 
 def results_section(modes, metrics_dir, params, seeds):
     lines = ["## Results on the test split", "",
+             f"This run (split seed {params['split']['seed']}):", "",
              "| mode | top-1 | top-5 | mean per-class | best epoch (val acc.) | training time | recipe |",
              "|---|---|---|---|---|---|---|"]
     for m in modes:
         test, train = read_json(metrics_dir / m / "test.json"), read_json(metrics_dir / m / "train.json")
-        cells = [_with_spread(test[k], seeds.get(m, {}).get(k))
-                 for k in ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")]
+        cells = [f"{test[k]:.4f}" for k in METRICS]
         lines.append(f"| {m} | {' | '.join(cells)} | {train['best_epoch']} ({train['best_val_accuracy']:.3f}) | "
                      f"{train['train_seconds'] / 60:.1f} min | {recipe(m, params)} |")
-    if seeds:
-        lines += ["", f"± is the standard deviation over split seeds {', '.join(map(str, seeds['seeds']))}; the value "
-                  "before it is this run's (seed " + str(params["split"]["seed"]) + ")."]
+    return "\n".join(lines + ["", seeds_section(seeds)])
+
+
+def seeds_section(seeds):
+    """The spread over split seeds and the comparison of the modes, each sentence worded by its interval."""
+    spread_modes = [m for m in MODES if m in seeds]
+    if not spread_modes:
+        return ("No spread over split seeds is recorded for these params (`python -m caltech_transfer.spread "
+                "--write`), so this report compares no modes: one split cannot tell a difference from noise.")
+    lines = [f"Over split seeds {', '.join(map(str, seeds['seeds']))} (each seed draws other training, validation "
+             "and test images): mean ± standard deviation [95% t-interval of the mean].", "",
+             "| mode | seeds | " + " | ".join(METRIC_NAMES[k] for k in METRICS) + " |", "|---|---|---|---|---|"]
+    lines += [f"| {m} | {seeds[m][METRICS[0]]['n']} | " + " | ".join(interval_cell(seeds[m][k]) for k in METRICS)
+              + " |" for m in spread_modes]
+    if "difference" in seeds:
+        lines += ["", "### Which mode wins", "",
+                  "The paired difference, fine-tuning minus feature extraction on the same split; a mode is called "
+                  "ahead only where the 95% interval of the mean difference excludes zero.", ""]
+        lines += [f"- {verdict(seeds['difference'][k], k)}" for k in METRICS]
     return "\n".join(lines)
-
-
-def _with_spread(value, spread):
-    return f"{value:.4f}" + (f" (mean {spread['mean']:.4f} ± {spread['std']:.4f})" if spread else "")
 
 
 def recipe(mode, params):
@@ -121,9 +133,11 @@ def curve_section(curve, out, curve_dir):
              "largest k is the full pool, i.e. the results above).", "",
              "| images per class | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
     lines += [f"| {k} | " + " | ".join(f"{value[(m, k)]:.4f}" for m in modes) + " |" for k in ks]
-    overtakes = [k for k in ks if value[("finetune", k)] > value[("feature_extract", k)]]
-    lines += ["", f"Fine-tuning is ahead of the frozen backbone at k = {', '.join(map(str, overtakes))}." if overtakes
-              else "Fine-tuning does not overtake the frozen backbone at any k measured."]
+    gaps = {k: value[("finetune", k)] - value[("feature_extract", k)] for k in ks}
+    widest = max(ks, key=lambda k: abs(gaps[k]))
+    lines += ["", f"The widest gap is at k = {widest}: fine-tuning minus feature extraction {100 * gaps[widest]:+.2f} "
+              "points. Each point below the full pool is one split's draw with no interval, so the curve shows the "
+              "shape, not a verdict at any k."]
     lines += ["", f"![learning curve]({_relative(curve_dir / 'learning_curve.png', out)})"]
     return "\n".join(lines)
 
