@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 from caltech_transfer.data import CachedImages
 from caltech_transfer import device_batches
 from caltech_transfer.device_batches import DeviceBatches, centre_boxes, crop_boxes, cut, regions
-from conftest import data_paths, stage_params
+from conftest import LEARNS, data_paths, stage_params
 from test_engine import run
 
 
@@ -71,8 +71,7 @@ def test_an_epoch_copies_its_order_crops_and_flips_to_the_device_once_not_per_st
 
 
 def test_a_model_trained_on_device_batches_learns_like_one_on_the_loader(small_dataset, tmp_path):
-    settings = {"train.finetune.epochs": 6, "train.finetune_lr": 1e-3, "train.head_lr": 1e-3,
-                "train.finetune.batch_size": 4, "runtime.device": "auto"}  # on a GPU where there is one
+    settings = {**LEARNS, "runtime.device": "auto"}  # on a GPU where there is one
     loader, _ = run("finetune", small_dataset, tmp_path / "loader", **settings, **{"train.data_path": "loader"})
     device, _ = run("finetune", small_dataset, tmp_path / "device", **settings, **{"train.data_path": "device"})
     assert device["best_val_accuracy"] >= 0.9 and loader["best_val_accuracy"] >= 0.9  # chance is 1/3

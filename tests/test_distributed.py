@@ -12,11 +12,9 @@ import yaml
 
 from caltech_transfer.distributed import ShardedSampler, gather_in_order
 from caltech_transfer.params import read_yaml, set_dotted
-from conftest import PROJECT
+from conftest import LEARNS, PROJECT
 
-# 6 epochs at batch 4 (2 per process): small steps, so the effective batch is what the comparison is about
-SETTINGS = {"train.finetune.epochs": 6, "train.finetune_lr": 1e-3, "train.head_lr": 1e-3,
-            "train.finetune.batch_size": 4}
+EPOCHS = LEARNS["train.finetune.epochs"]  # at batch 4, 2 per process: the effective batch is what is compared
 
 
 @pytest.mark.parametrize("count", [24, 25])
@@ -44,7 +42,7 @@ def stage_dir(small_dataset, root, **overrides):
     shutil.copytree(small_dataset / "cache", root / "data" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", root)
     params = read_yaml(PROJECT / "tests" / "params.yaml")
-    for dotted, value in {**SETTINGS, **overrides}.items():
+    for dotted, value in {**LEARNS, **overrides}.items():
         set_dotted(params, dotted, value)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
@@ -70,7 +68,7 @@ def test_two_processes_learn_like_one_with_the_same_effective_batch(small_datase
     double = stage_dir(small_dataset, tmp_path / "double", **{"train.processes": 2})
     finished(train_stage(single))
     out = finished(train_stage(double))
-    assert out.count("finetune epoch 6:") == 1  # one process reports
+    assert out.count(f"finetune epoch {EPOCHS}:") == 1  # one process reports
     one, two = summary(single), summary(double)
     assert two["best_val_accuracy"] >= 0.9  # chance is 1/3
     # Same global batches (batch norm is per process on the CPU, and the random crops differ), so the runs end within
@@ -79,7 +77,7 @@ def test_two_processes_learn_like_one_with_the_same_effective_batch(small_datase
     assert sorted(p.name for p in (double / "models").iterdir()) == ["finetune.pt"]
     assert sorted(p.name for p in (double / "metrics" / "finetune").iterdir()) == ["history.tsv", "train.json"]
     history = (double / "metrics" / "finetune" / "history.tsv").read_text().splitlines()
-    assert len(history) == 1 + 6
+    assert len(history) == 1 + EPOCHS
 
 
 def test_an_interrupted_two_process_run_resumes(small_dataset, tmp_path):

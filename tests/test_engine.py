@@ -14,7 +14,7 @@ from caltech_transfer.errors import UserError
 from caltech_transfer.models import build_model
 from caltech_transfer.modes import param_groups
 from caltech_transfer.runtime import glibc, resolve_device
-from conftest import data_paths, stage_params
+from conftest import LEARNS, data_paths, stage_params
 
 
 def run(mode, data, out, on_epoch_end=None, **overrides):
@@ -66,12 +66,10 @@ def test_feature_extract_leaves_the_backbone_and_its_batchnorm_untouched(small_d
 
 
 def test_short_finetune_really_learns(small_dataset, tmp_path):
-    summary, ckpt = run("finetune", small_dataset, tmp_path, **{
-        "train.finetune.epochs": 6, "train.finetune_lr": 1e-3, "train.head_lr": 1e-3,
-        "train.finetune.batch_size": 4})  # small batches: enough steps for BatchNorm statistics to settle
+    summary, ckpt = run("finetune", small_dataset, tmp_path, **LEARNS)
     assert summary["best_val_accuracy"] >= 0.9  # chance is 1/3
     rows = history(tmp_path)
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, LEARNS["train.finetune.epochs"] + 1))
     # cosine from 1e-3: the first epoch starts at the full rate, later ones lower, never below 0
     lrs = [float(r["lr_backbone"]) for r in rows]
     assert lrs[0] == pytest.approx(1e-3) and all(a > b > 0 for a, b in zip(lrs, lrs[1:]))

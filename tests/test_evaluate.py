@@ -14,7 +14,7 @@ from caltech_transfer.metrics import compute_metrics
 from caltech_transfer.plots import make_all
 from caltech_transfer.predict import main as predict_main, predict
 from caltech_transfer.split import read_manifest
-from conftest import data_paths, stage_params
+from conftest import LEARNS, data_paths, stage_params
 
 
 def test_metrics_equal_scikit_learn():
@@ -41,8 +41,7 @@ RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False, "compil
 @pytest.fixture(scope="module")
 def trained(small_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
-    params = stage_params("train_finetune", **{"train.finetune.epochs": 6, "train.finetune.batch_size": 4,
-                                                "train.finetune_lr": 1e-3, "train.head_lr": 1e-3})
+    params = stage_params("train_finetune", **LEARNS)
     paths = data_paths(small_dataset, out / "models", "finetune")
     paths.metrics = out / "metrics" / "finetune"
     engine.train("finetune", params, paths)

@@ -13,7 +13,8 @@ WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0_in1k.pth"
 ZIP_MD5 = "md5:f527068f45fe3f63acd224f9143196bd"
 TAR_MD5 = "md5:48d74becb160adb15c07c2376cebfd14"
 
-pytestmark = pytest.mark.skipif(not ZIP.exists(), reason="../shared/datasets/caltech-101.zip is not here")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not ZIP.exists(), reason="../shared/datasets/caltech-101.zip is not here")]
 
 
 @pytest.fixture(scope="module")
