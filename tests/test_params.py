@@ -97,3 +97,21 @@ def test_every_declared_key_in_dvc_yaml_is_in_params_yaml():
     stages = read_yaml(PROJECT / "dvc.yaml")["stages"]
     for name in stages:
         load_params(name, PROJECT)
+
+
+def test_a_params_file_dvc_refuses_is_refused_by_the_stages(project):
+    """A duplicate key: PyYAML would take the last value, DVC calls the file corrupted; the stages refuse it as DVC
+    does, in one line, before writing anything."""
+    import subprocess
+    import sys
+
+    set_line(project, "  seed: 0\n  train_per_class", "  seed: 0\n  seed: 1\n  train_per_class")
+    stage = subprocess.run([sys.executable, str(PROJECT / "stages" / "split.py")], cwd=project, capture_output=True,
+                           text=True)
+    assert stage.returncode == 2 and "Traceback" not in stage.stderr, stage.stderr
+    assert stage.stderr.strip() == ('error: params.yaml line 10: found duplicate key "seed" with value "1" (original '
+                                    'value: "0"): DVC refuses this file too; fix that line')
+    assert not (project / "data").exists()
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=project, check=True)
+    dvc = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True, text=True)
+    assert dvc.returncode != 0 and "'params.yaml', YAML file structure is corrupted" in dvc.stderr  # DVC's own verdict

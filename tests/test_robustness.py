@@ -214,3 +214,47 @@ cli(lambda: print(len(list(parallel_map(check_image, files, 2, desc="check")))))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.strip()) >= 64
+
+
+def predict_process(*args):
+    return subprocess.run([sys.executable, "-m", "caltech_transfer.predict", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def refused(result):
+    """The one-line refusal of a real CLI or stage process: exit status 2, one line on stderr, no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_predict_names_every_entry_of_a_folder_it_skips(good_checkpoint, small_dataset, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = next(small_dataset.rglob("*.jpg"))
+    shutil.copy(image, folder / "kept.jpg")
+    (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    (folder / "elsewhere").symlink_to(small_dataset)
+    os.mkfifo(folder / "pipe.jpg")
+    result = predict_process(good_checkpoint, folder)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{folder / 'kept.jpg'}: class_") and len(result.stdout.splitlines()) == 1
+    skipped = sorted(result.stderr.splitlines()[:-1])  # the last line is the run's time and memory
+    assert skipped == [f"{folder / 'elsewhere'}: skipped, a link to a folder, not followed",
+                       f"{folder / 'gone.jpg'}: skipped, a dangling symbolic link",
+                       f"{folder / 'pipe.jpg'}: skipped, not a regular file (a pipe, socket or device)"]
+
+
+@pytest.mark.parametrize("target, message", [
+    ("folder", "is a folder: give a file name"),
+    ("folder/earlier.csv/out.csv", "earlier.csv is a file, not a folder"),
+])
+def test_predict_refuses_an_output_it_cannot_write_before_any_work(good_checkpoint, small_dataset, tmp_path,
+                                                                   target, message):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "earlier.csv").write_text("an earlier output\n")
+    image = next(small_dataset.rglob("*.jpg"))
+    result = predict_process(good_checkpoint, image, "--csv", tmp_path / target)
+    assert message in refused(result) and result.stdout == ""  # refused before a single prediction
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["earlier.csv"]
+    assert (tmp_path / "folder" / "earlier.csv").read_text() == "an earlier output\n"

@@ -5,37 +5,17 @@ import math
 import re
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML, YAMLError
 
 from .data import FITS
 from .errors import UserError
 
-# PyYAML follows YAML 1.1, where a float needs a dot: `1e-05` (what `dvc exp run -S x=1e-5` writes)
-# would come back as a string. This resolver accepts YAML 1.2 floats too.
-_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
-
-
-def _float_constructor(loader, node):
-    value = loader.construct_scalar(node)
-    if re.fullmatch(r"[-+]?\d+", value):
-        return int(value)
-    return yaml.SafeLoader.construct_yaml_float(loader, node)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _float_constructor)
-
 
 def read_yaml(path):
+    """A YAML file read as DVC reads params.yaml (ruamel.yaml, YAML 1.2): `1e-05` is a float, `yes` a string,
+    and what DVC refuses as corrupted (a duplicate key, say) raises YAMLError here too."""
     with open(path) as f:
-        return yaml.load(f, Loader=_Loader) or {}
+        return YAML(typ="safe").load(f) or {}
 
 
 # --- value checks: each takes (key, value) and returns the clean value or raises UserError ---
@@ -252,6 +232,12 @@ def declared_keys(stage, dvc_yaml="dvc.yaml"):
     return keys
 
 
+def _first_line(err):
+    """ruamel's message in one line: where and what (`line 12: found duplicate key "seed" ...`)."""
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}: {problem}" if mark else problem
+
+
 def load_params(stage, root="."):
     """The validated params that `stage` declares in dvc.yaml, read from params.yaml under root.
 
@@ -264,6 +250,6 @@ def load_params(stage, root="."):
             raise UserError(f"{needed} not found: run stages from the project's top folder")
     try:
         raw = read_yaml(params_file)
-    except yaml.YAMLError as err:
-        raise UserError(f"params.yaml is not valid YAML: {str(err).splitlines()[0]}") from None
+    except YAMLError as err:
+        raise UserError(f"params.yaml {_first_line(err)}: DVC refuses this file too; fix that line") from None
     return validate(raw, declared_keys(stage, root / "dvc.yaml"))

@@ -1,5 +1,6 @@
 """`caltech-predict CHECKPOINT IMAGE_OR_FOLDER...`: top-5 classes with probabilities for each image."""
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -13,13 +14,37 @@ from .files import write_csv
 
 
 def image_files(inputs):
+    """(path, None) for every regular file under inputs, (path, why it is skipped) for everything else found there:
+    a folder's dangling links, links to folders (not followed) and special files are named, never dropped."""
     for item in map(Path, inputs):
         if item.is_dir():
-            yield from sorted(p for p in item.rglob("*") if p.is_file())
+            for path in sorted(item.rglob("*")):
+                if not path.is_dir() or path.is_symlink():
+                    yield path, skip_reason(path)
         elif item.exists():
-            yield item
+            yield item, skip_reason(item)
         else:
-            raise UserError(f"{item} does not exist")
+            raise UserError(f"{item} does not exist" + (" (a dangling symbolic link)" if item.is_symlink() else ""))
+
+
+def skip_reason(path):
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        return "a link to a folder, not followed" if path.is_dir() else "a dangling symbolic link"
+    return "not a regular file (a pipe, socket or device)"
+
+
+def writable_file(path):
+    """Refuse, before any work, an output path that cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--csv {path} is a folder: give a file name, e.g. {path / 'predictions.csv'}")
+    existing = next(folder for folder in path.parents if folder.exists())  # missing folders are created
+    if not existing.is_dir():
+        raise UserError(f"--csv {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(path if path.exists() else existing, os.W_OK):
+        raise UserError(f"--csv {path} cannot be written (no permission): choose another path")
 
 
 def predict(checkpoint, inputs, top=5):
@@ -28,7 +53,10 @@ def predict(checkpoint, inputs, top=5):
     prep = ckpt["preprocessing"]
     transform = eval_transform(prep)
     results = []
-    for path in image_files(inputs):
+    for path, skipped in image_files(inputs):
+        if skipped:
+            results.append((path, None, skipped))
+            continue
         try:
             img = fit_square(load_rgb(path), prep["resize_size"], prep.get("fit", FIT_BEFORE_CHOICE))
         except Exception as err:  # PIL raises several kinds for non-images and broken files
@@ -52,6 +80,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.top < 1:
         raise UserError(f"--top {args.top}: give 1 or more classes to show")
+    if args.csv:
+        writable_file(args.csv)
     results = predict(args.checkpoint, args.images, args.top)
     for path, top, error in results:
         if error:
