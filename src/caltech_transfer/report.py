@@ -45,6 +45,7 @@ def build(out, metrics_dir, split_dir, plots_dir, curve_dir, params, seeds_file)
         data_section(split_dir, params),
         results_section(modes, metrics_dir, params, seeds),
         curve_section(curve, out, curve_dir),
+        training_time_section(modes, metrics_dir, params["curve"]["shots"]),
         figures_section(out, plots_dir),
         mistakes_section(modes, metrics_dir),
         published_section(modes, metrics_dir, pool),
@@ -88,6 +89,15 @@ def results_section(modes, metrics_dir, params, seeds):
         lines.append(f"| {m} | {' | '.join(cells)} | {train['best_epoch']} ({train['best_val_accuracy']:.3f}) | "
                      f"{train['train_seconds'] / 60:.1f} min | {recipe(m, params)} |")
     return "\n".join(lines + ["", seeds_section(seeds)])
+
+
+def training_time_section(modes, metrics_dir, shots):
+    """The study's training time on the machine that ran it, from every training stage's train.json."""
+    files = [metrics_dir / m / "train.json" for m in modes]
+    files += [metrics_dir / f"curve/k{k}/{m}/train.json" for k in shots for m in learning_curve.CURVE_MODES]
+    minutes = sum(read_json(f)["train_seconds"] for f in files) / 60
+    return (f"## Training time\n\nThe {len(files)} training stages of this run (the three modes and the learning "
+            f"curve's points) trained for {minutes:.0f} minutes in all, evaluation and data stages not counted.")
 
 
 def seeds_section(seeds):

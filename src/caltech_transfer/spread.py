@@ -115,11 +115,11 @@ def verdict(difference, metric):
     first, second = (PAIR_NAMES[mode] for mode in PAIR)
     name, n = METRIC_NAMES[metric], difference["n"]
     interval = (f"{100 * difference['mean']:+.2f} points, 95% interval {100 * difference['low']:+.2f} to "
-                f"{100 * difference['high']:+.2f}, {n} split seeds")
+                f"{100 * difference['high']:+.2f}")
     if difference["low"] > 0:
-        return f"On {name} accuracy {first} is ahead of {second} ({interval})."
+        return f"On {name} accuracy {first} is ahead of {second} at {n} seeds ({interval})."
     if difference["high"] < 0:
-        return f"On {name} accuracy {second} is ahead of {first} ({interval})."
+        return f"On {name} accuracy {second} is ahead of {first} at {n} seeds ({interval})."
     return f"On {name} accuracy no difference between {first} and {second} is detected at {n} seeds ({interval})."
 
 
