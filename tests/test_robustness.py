@@ -2,6 +2,7 @@
 no partial output, no temporary file, no previous output damaged."""
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -222,10 +223,12 @@ def predict_process(*args):
 
 
 def refused(result):
-    """The one-line refusal of a real CLI or stage process: exit status 2, one line on stderr, no traceback."""
+    """The one-line refusal of a real CLI or stage process: exit status 2, one line on stderr besides the progress
+    bars of the work before it, no traceback."""
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    return result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip() and not re.search(r"\d+%\|", line)]
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    return lines[0]
 
 
 def test_predict_names_every_entry_of_a_folder_it_skips(good_checkpoint, small_dataset, tmp_path):
@@ -258,3 +261,15 @@ def test_predict_refuses_an_output_it_cannot_write_before_any_work(good_checkpoi
     assert message in refused(result) and result.stdout == ""  # refused before a single prediction
     assert [p.name for p in (tmp_path / "folder").iterdir()] == ["earlier.csv"]
     assert (tmp_path / "folder" / "earlier.csv").read_text() == "an earlier output\n"
+
+
+def test_split_ratios_that_leave_a_split_empty_are_refused_before_any_manifest(tmp_path):
+    make_tree(tmp_path / "data" / "raw", per_class=(12, 12), background=0, extras=False)
+    shutil.copy(PROJECT / "dvc.yaml", tmp_path)
+    params = (PROJECT / "tests" / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(params.replace("scheme: standard", "scheme: ratio")
+                                          .replace("ratios: [0.8, 0.1, 0.1]", "ratios: [0.95, 0.05, 0.0]"))
+    result = subprocess.run([sys.executable, str(PROJECT / "stages" / "split.py")], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert "split.ratios [0.95, 0.05, 0.0] give class class_00 (12 images) no test image" in refused(result)
+    assert not (tmp_path / "data" / "split").exists()

@@ -97,6 +97,10 @@ def assign(images, scheme="standard", seed=0, train_per_class=30, val_per_class=
             n_train = round(len(files) * ratios[0])
             n_val = round(len(files) * ratios[1])
             n_test = len(files) - n_train - n_val
+            empty = [split for split, n in zip(SPLITS, (n_train, n_val, n_test)) if n == 0]
+            if empty:
+                raise UserError(f"split.ratios {list(ratios)} give class {name} ({len(files)} images) no {empty[0]} "
+                                "image: raise that fraction, or use split.scheme: standard")
         cuts = {"train": files[:n_train], "val": files[n_train:n_train + n_val],
                 "test": files[n_train + n_val:n_train + n_val + n_test]}
         for split, chosen in cuts.items():
@@ -118,11 +122,11 @@ def read_classes(split_dir):
 def run(raw_dir, out_dir, params, workers=2):
     """Scan raw_dir, write manifests, classes.txt, skipped.csv and summary.json into out_dir."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     images, skipped = scan(raw_dir, params["include_background"], workers=workers)
     splits = assign(images, scheme=params["scheme"], seed=params["seed"],
                     train_per_class=params["train_per_class"], val_per_class=params["val_per_class"],
                     test_per_class=params["test_per_class"], ratios=params["ratios"])
+    out_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         write_csv(out_dir / f"{split}.csv", ["path", "class_name", "class_index"], rows)
     (out_dir / "classes.txt").write_text("".join(f"{name}\n" for name in sorted(images)))
