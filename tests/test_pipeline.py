@@ -115,6 +115,8 @@ def test_the_report_quotes_the_metrics_files(repo):
             assert float(r[mode]) == expected
         table_row = next(line for line in report if line.startswith(f"| {k} |")).split("|")
         assert [float(c) for c in table_row[2:4]] == [float(r["feature_extract"]), float(r["finetune"])]
+    # the committed seeds' table belongs to other params: the report compares no modes rather than word one split
+    assert any(line.startswith("No spread over split seeds is recorded for these params") for line in report)
     for line in report:  # every embedded figure exists
         if line.startswith("!["):
             assert (repo / line.split("](")[1].rstrip(")")).is_file(), line
@@ -246,7 +248,8 @@ def test_a_queue_of_two_experiments_runs_in_parallel(repo):
 
 
 def test_push_clone_pull_and_nothing_to_run(repo, tmp_path):
-    """A teammate clones the Git repository, pulls the data, models and metrics, and has nothing to rerun."""
+    """A teammate clones the Git repository, pulls the data, models and metrics, and has nothing to rerun; anyone
+    fetches a model by its registry name."""
     reset_to_head(repo)
     dvc(repo, "remote", "add", "-d", "storage", str(tmp_path / "remote"))
     sh(repo, "git", "add", ".dvc/config")
@@ -258,3 +261,12 @@ def test_push_clone_pull_and_nothing_to_run(repo, tmp_path):
     assert (clone / "models" / "finetune.pt").exists() and (clone / "data" / "cache" / "train.npy").exists()
     status = dvc(clone, "status")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
+
+    # the registry: a version registered (a Git tag, GTO's), then fetched by name from the remote, as a user outside
+    # the repository does, predicts
+    sh(repo, "gto", "register", "finetune")
+    fetched = tmp_path / "fetched" / "finetune.pt"
+    dvc(tmp_path, "artifacts", "get", str(repo), "finetune", "-o", str(fetched))
+    image = next((clone / "data" / "raw").rglob("image_0001.jpg"))
+    predicted = sh(tmp_path, sys.executable, "-m", "caltech_transfer.predict", str(fetched), str(image))
+    assert predicted.stdout.startswith(f"{image}: class_"), predicted.stdout
