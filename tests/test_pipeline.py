@@ -220,7 +220,7 @@ def reset_to_head(repo):
 def test_a_queue_of_two_experiments_runs_in_parallel(repo):
     """Two queued experiments, run two at a time in temporary copies; the data stages come from the DVC cache."""
     reset_to_head(repo)
-    for lr in ("1e-3", "1e-2"):
+    for lr in ("1e-3", "3e-4"):  # rates the tiny network trains at; 1e-2 diverges on the textured synthetic data
         dvc(repo, "exp", "run", "--queue", "-S", f"train.finetune_lr={lr}")
     dvc(repo, "queue", "start", "-j", "2")
     deadline = time.time() + 900
@@ -244,7 +244,7 @@ def test_a_queue_of_two_experiments_runs_in_parallel(repo):
         lr = data["params"]["params.yaml"]["data"]["train"]["finetune_lr"]
         metrics = data["metrics"]["metrics/finetune/test.json"]["data"]
         found[lr] = metrics["mean_per_class_accuracy"]
-    assert {1e-3, 1e-2} <= set(found), found
+    assert {1e-3, 3e-4} <= set(found), found
 
 
 def test_push_clone_pull_and_nothing_to_run(repo, tmp_path):
