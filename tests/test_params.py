@@ -1,5 +1,7 @@
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -102,9 +104,6 @@ def test_every_declared_key_in_dvc_yaml_is_in_params_yaml():
 def test_a_params_file_dvc_refuses_is_refused_by_the_stages(project):
     """A duplicate key: PyYAML would take the last value, DVC calls the file corrupted; the stages refuse it as DVC
     does, in one line, before writing anything."""
-    import subprocess
-    import sys
-
     set_line(project, "  seed: 0\n  train_per_class", "  seed: 0\n  seed: 1\n  train_per_class")
     stage = subprocess.run([sys.executable, str(PROJECT / "stages" / "split.py")], cwd=project, capture_output=True,
                            text=True)

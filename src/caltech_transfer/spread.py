@@ -95,7 +95,7 @@ def fresh_results(per_seed):
 
 def recorded_results(table, reference):
     """{mode: {seed: metrics}} of an earlier seeds' table, when it was computed for the same params."""
-    if not table or table.get("params") != json.loads(json.dumps(without_seed(reference))):
+    if not table or not applies(table, reference):
         return {}
     return {mode: {int(seed): {k: table[mode][k]["values"][seed] for k in METRICS}
                    for seed in table[mode][METRICS[0]]["values"]} for mode in MODES if mode in table}
@@ -146,9 +146,14 @@ def seeds_for(path, params):
     if not Path(path).exists():
         return {}
     table = read_json(path)
+    return table if applies(table, params) else {}
+
+
+def applies(table, params):
+    """Whether a seeds' table was computed for these params, split.seed aside, on the sections `params` has."""
     recorded = table.get("params") or {}
     wanted = json.loads(json.dumps(without_seed(params)))
-    return table if all(recorded.get(section) == value for section, value in wanted.items()) else {}
+    return all(recorded.get(section) == value for section, value in wanted.items())
 
 
 @cli
@@ -157,7 +162,7 @@ def main():
     parser.add_argument("--write", action="store_true", help=f"also write {SEEDS_FILE} (read by the report stage)")
     args = parser.parse_args()
     reference = read_yaml("params.yaml")
-    table = spread(runs_from_dvc(), reference, read_json(SEEDS_FILE) if SEEDS_FILE.exists() else None)
+    table = spread(runs_from_dvc(), reference, seeds_for(SEEDS_FILE, reference))
     if not any(mode in table for mode in MODES):
         raise UserError(f"fewer than two split seeds with test metrics (found seeds {table['seeds']}): run the "
                         "seeds first, as this module's help shows")
