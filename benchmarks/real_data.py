@@ -4,6 +4,7 @@ of timm's tf_efficientnet_lite0 with the pretrained weights in ../shared. Report
     python benchmarks/real_data.py [--finetune-epochs 5] [--workdir /tmp/bench]
 
 It clones the committed project into the work folder and runs the real DVC stages there."""
+
 import argparse
 import json
 import subprocess
@@ -35,10 +36,14 @@ def main():
     if not repo.exists():
         subprocess.run(["git", "clone", "-q", str(PROJECT), str(repo)], check=True)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["download"].update(source=str(SHARED / "datasets" / "caltech-101.zip"),
-                              checksum="md5:f527068f45fe3f63acd224f9143196bd",
-                              inner_checksum="md5:48d74becb160adb15c07c2376cebfd14")
-    params["model"].update(arch="timm/tf_efficientnet_lite0", weights=str(SHARED / "weights" / "tf_efficientnet_lite0_in1k.pth"))
+    params["download"].update(
+        source=str(SHARED / "datasets" / "caltech-101.zip"),
+        checksum="md5:f527068f45fe3f63acd224f9143196bd",
+        inner_checksum="md5:48d74becb160adb15c07c2376cebfd14",
+    )
+    params["model"].update(
+        arch="timm/tf_efficientnet_lite0", weights=str(SHARED / "weights" / "tf_efficientnet_lite0_in1k.pth")
+    )
     params["train"]["finetune"]["epochs"] = args.finetune_epochs
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -50,12 +55,16 @@ def main():
         seconds, _ = dvc(repo, "repro", "--single-item", stage)
         mode = stage.removeprefix("train_")
         summary = json.loads((repo / "metrics" / mode / "train.json").read_text())
-        print(f"{stage}: {seconds / 60:.1f} min, best val accuracy {summary['best_val_accuracy']:.4f} "
-              f"at epoch {summary['best_epoch']} of {summary['epochs_run']}")
+        print(
+            f"{stage}: {seconds / 60:.1f} min, best val accuracy {summary['best_val_accuracy']:.4f} "
+            f"at epoch {summary['best_epoch']} of {summary['epochs_run']}"
+        )
     seconds, _ = dvc(repo, "repro", "--single-item", "evaluate@finetune")
     test = json.loads((repo / "metrics" / "finetune" / "test.json").read_text())
-    print(f"evaluate@finetune: {seconds:.0f} s, test top-1 {test['top1_accuracy']:.4f}, "
-          f"mean per-class {test['mean_per_class_accuracy']:.4f}")
+    print(
+        f"evaluate@finetune: {seconds:.0f} s, test top-1 {test['top1_accuracy']:.4f}, "
+        f"mean per-class {test['mean_per_class_accuracy']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
     python benchmarks/speed.py [--arch resnet18] [--size 224] [--batch 32] [--steps 6] [--repeats 2] [--device auto]
 
 Prints a table and writes benchmarks/results/speed-<device>.json. Reports figures; asserts nothing."""
+
 import argparse
 import json
 import platform
@@ -21,19 +22,21 @@ import zipfile
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from caltech_transfer import split
-from caltech_transfer.data import CachedImages, build_cache, eval_transform, load_rgb, make_loader
-from caltech_transfer.device_batches import DeviceBatches
-from caltech_transfer.engine import Paths, train_one_epoch
-from caltech_transfer.models import build_model
-from caltech_transfer.modes import loaders
-from caltech_transfer.params import load_params
-from caltech_transfer.runtime import Runtime, cpu_has_fast_bf16, resolve_device
+from caltech_transfer.core.layout import RunPaths
+from caltech_transfer.core.params import load_params
+from caltech_transfer.data import split
+from caltech_transfer.data.cache import build_cache
+from caltech_transfer.data.datasets import CachedImages, eval_transform, make_loader
+from caltech_transfer.data.device_batches import DeviceBatches
+from caltech_transfer.data.images import load_rgb
+from caltech_transfer.model.factory import build_model
+from caltech_transfer.train.engine import Optimization, train_one_epoch
+from caltech_transfer.train.modes import loaders
+from caltech_transfer.train.runtime import Runtime, cpu_has_fast_bf16, resolve_device
 
 PROJECT = Path(__file__).resolve().parents[1]
 ARCHIVE = PROJECT.parent / "shared" / "datasets" / "caltech-101.zip"
@@ -49,12 +52,18 @@ def images_folder(workdir, per_class, archive):
         sys.exit(f"{archive} not found: the benchmark uses the real Caltech-101 images (--archive)")
     with zipfile.ZipFile(archive) as zf, zf.open("caltech-101/101_ObjectCategories.tar.gz") as inner:
         import tarfile
+
         with tarfile.open(fileobj=inner, mode="r|gz") as tf:
             counts = {}
             for member in tf:
                 parts = Path(member.name).parts
-                if member.isfile() and len(parts) == 3 and parts[1] != "BACKGROUND_Google" and \
-                        parts[2].endswith(".jpg") and counts.get(parts[1], 0) < per_class:
+                if (
+                    member.isfile()
+                    and len(parts) == 3
+                    and parts[1] != "BACKGROUND_Google"
+                    and parts[2].endswith(".jpg")
+                    and counts.get(parts[1], 0) < per_class
+                ):
                     counts[parts[1]] = counts.get(parts[1], 0) + 1
                     tf.extract(member, workdir, filter="data")
     return root
@@ -77,10 +86,15 @@ class Files(Dataset):
 def seeds_way(model, rows, root, batch, device, mean, std, repeats):
     """(train img/s, eval img/s): fp32, per-sample transforms in 2 workers, the loss read every step."""
     normalise = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    train = DataLoader(Files(rows, root, v2.Compose([v2.RandomResizedCrop(224), v2.RandomHorizontalFlip(),
-                                                     *normalise])), batch, shuffle=True, num_workers=2)
-    test = DataLoader(Files(rows, root, v2.Compose([v2.Resize(256), v2.CenterCrop(224), *normalise])), batch,
-                      num_workers=2)
+    train = DataLoader(
+        Files(rows, root, v2.Compose([v2.RandomResizedCrop(224), v2.RandomHorizontalFlip(), *normalise])),
+        batch,
+        shuffle=True,
+        num_workers=2,
+    )
+    test = DataLoader(
+        Files(rows, root, v2.Compose([v2.Resize(256), v2.CenterCrop(224), *normalise])), batch, num_workers=2
+    )
     model = nn.Sequential(model.backbone, model.head).to(device)  # inputs come normalised, fp32, NCHW
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
@@ -109,16 +123,16 @@ def project_way(model, prep, params, paths, batch, runtime, eval_workers, repeat
     train and evaluate stages run them."""
     params["train"]["finetune"]["batch_size"] = batch
     runtime.place(model)
-    net, train, _ = loaders("finetune", model, prep, params, paths, runtime, torch.Generator())
+    learner, train, _ = loaders("finetune", model, prep, params, paths, runtime, torch.Generator())
     test = make_loader(CachedImages(paths.cache, paths.split, "train", eval_transform(prep)), batch, eval_workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
-    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    steps = Optimization(optimizer, scheduler, scaler, nn.CrossEntropyLoss(label_smoothing=0.1), grad_clip=0.0)
     count = len(test.dataset)
 
     def train_epoch():
-        train_one_epoch(net, train, criterion, optimizer, scheduler, scaler, runtime, 0.0, "project train")
+        train_one_epoch(learner, train, steps, runtime, "project train")
 
     def eval_epoch():  # as the evaluate stage: features on the device, the head on the CPU
         model.eval()
@@ -192,7 +206,7 @@ def cpu_name():
     return platform.processor()
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--size", type=int, default=224)
@@ -200,15 +214,102 @@ def main():
     parser.add_argument("--steps", type=int, default=6, help="batches per timed epoch")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each epoch; the fastest counts")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--data-path", default=None, choices=["auto", "loader", "device"],
-                        help="the project's train.data_path (default: params.yaml's)")
+    parser.add_argument(
+        "--data-path",
+        default=None,
+        choices=["auto", "loader", "device"],
+        help="the project's train.data_path (default: params.yaml's)",
+    )
     parser.add_argument("--compile", action="store_true", help="the project path with runtime.compile")
-    parser.add_argument("--eval-workers", type=int, default=None,
-                        help="evaluate.workers (default: params.yaml's); on the CPU the stages use none")
+    parser.add_argument(
+        "--eval-workers",
+        type=int,
+        default=None,
+        help="evaluate.workers (default: params.yaml's); on the CPU the stages use none",
+    )
     parser.add_argument("--archive", type=Path, default=ARCHIVE, help="the Caltech-101 zip (default: ../shared's)")
     parser.add_argument("--workdir", default=None, help="keeps the extracted images and cache between runs")
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/speed-<device>.json)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def prepare_images(args, workdir):
+    """(images folder, run paths, training rows, number of classes) of a small split of the real images, enough
+    for --steps batches per epoch, cached as the cache stage does."""
+    per_class = -(-args.batch * args.steps // 101)
+    if per_class + 3 > SMALLEST_CLASS:  # the split holds per_class + 1 training images and 2 more of each class
+        sys.exit(
+            f"--steps {args.steps} at --batch {args.batch} needs {per_class + 3} images of each class; the smallest "
+            f"Caltech-101 class has {SMALLEST_CLASS}: use at most --steps {(SMALLEST_CLASS - 3) * 101 // args.batch}"
+        )
+    root = images_folder(workdir, per_class + 3, args.archive)
+    paths = RunPaths(workdir / "split", workdir / "cache", workdir / "unused.pt", workdir / "metrics", workdir / "logs")
+    split_params = {
+        "scheme": "standard",
+        "seed": 0,
+        "train_per_class": per_class + 1,
+        "val_per_class": 1,
+        "test_per_class": 1,
+        "ratios": [0.8, 0.1, 0.1],
+        "include_background": False,
+    }
+    if not (paths.cache / "meta.json").exists():
+        split.run(root, paths.split, split_params, workers=2)
+        build_cache(root, paths.split, paths.cache, 256, "pad", workers=2)
+    train_rows = split.read_manifest(paths.split / "train.csv")
+    classes = len(split.read_classes(paths.split))
+    return root, paths, train_rows, classes
+
+
+def print_table(args, report, results, runtime):
+    print(
+        f"{args.arch} {args.size}px batch {args.batch} on {report['device_name']} ({runtime.device}, "
+        f"project precision {report['project_precision']}, native bf16: {report['cpu_native_bf16']})"
+    )
+    print(f"{'way':<10}{'train img/s':>14}{'eval img/s':>14}")
+    for way, (t, e) in results.items():
+        print(f"{way:<10}{t:>14.1f}{e:>14.1f}")
+    print(
+        f"project / seeds: train {report['project_vs_seeds']['train']:.2f}x, "
+        f"eval {report['project_vs_seeds']['eval']:.2f}x; "
+        f"project / compute: train {report['project_vs_compute']['train']:.0%}, "
+        f"eval {report['project_vs_compute']['eval']:.0%}"
+    )
+
+
+def summary(args, results, runtime, images_per_epoch, data_path, params, eval_workers, seeds_peak):
+    """The benchmark's JSON record: the machine, the settings of the project path, and each way's images per second."""
+    return {
+        "arch": args.arch,
+        "size": args.size,
+        "batch": args.batch,
+        "images_per_epoch": images_per_epoch,
+        "device": runtime.device,
+        "device_name": torch.cuda.get_device_name() if runtime.device == "cuda" else cpu_name(),
+        "cpu_native_bf16": cpu_has_fast_bf16(),
+        "threads": torch.get_num_threads(),
+        "project_precision": str(runtime.amp_dtype or torch.float32).removeprefix("torch."),
+        "project_data_path": data_path,
+        "project_loader_workers": params["train"]["workers"],
+        "project_eval_workers": eval_workers,
+        "project_channels_last": runtime.channels_last,
+        "torch": torch.__version__,
+        "images_per_second": {way: {"train": round(t, 2), "eval": round(e, 2)} for way, (t, e) in results.items()},
+        "project_vs_seeds": {
+            k: round(results["project"][i] / results["seeds"][i], 3) for i, k in enumerate(("train", "eval"))
+        },
+        "project_vs_compute": {
+            k: round(results["project"][i] / results["compute"][i], 3) for i, k in enumerate(("train", "eval"))
+        },
+        "peak_memory_gb": {"seeds": round(seeds_peak, 2), "all": round(peak_memory_gb(runtime.device), 2)},
+        "first_run_seconds": WARM_UP,
+        "timed_runs": args.repeats,
+        "project_compiled": args.compile,
+    }
+
+
+def main():
+    args = parse_args()
 
     params = load_params("train_finetune", PROJECT)
     params["runtime"].update(device=args.device, compile=args.compile)
@@ -216,19 +317,7 @@ def main():
     device = resolve_device(args.device)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="caltech-speed-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    per_class = -(-args.batch * args.steps // 101)
-    if per_class + 3 > SMALLEST_CLASS:  # the split holds per_class + 1 training images and 2 more of each class
-        sys.exit(f"--steps {args.steps} at --batch {args.batch} needs {per_class + 3} images of each class; the smallest "
-                 f"Caltech-101 class has {SMALLEST_CLASS}: use at most --steps {(SMALLEST_CLASS - 3) * 101 // args.batch}")
-    root = images_folder(workdir, per_class + 3, args.archive)
-    paths = Paths(workdir / "split", workdir / "cache", workdir / "unused.pt", workdir / "metrics", workdir / "logs")
-    split_params = {"scheme": "standard", "seed": 0, "train_per_class": per_class + 1, "val_per_class": 1,
-                    "test_per_class": 1, "ratios": [0.8, 0.1, 0.1], "include_background": False}
-    if not (paths.cache / "meta.json").exists():
-        split.run(root, paths.split, split_params, workers=2)
-        build_cache(root, paths.split, paths.cache, 256, "pad", workers=2)
-    train_rows = split.read_manifest(paths.split / "train.csv")
-    classes = len(split.read_classes(paths.split))
+    root, paths, train_rows, classes = prepare_images(args, workdir)
 
     def fresh_model():
         torch.manual_seed(0)
@@ -236,39 +325,20 @@ def main():
         return model, prep
 
     model, prep = fresh_model()
-    results = {"seeds": seeds_way(model, train_rows, root, args.batch, device, prep["mean"], prep["std"],
-                                 args.repeats)}
+    results = {"seeds": seeds_way(model, train_rows, root, args.batch, device, prep["mean"], prep["std"], args.repeats)}
     seeds_peak = peak_memory_gb(device)
     runtime = Runtime(params["runtime"])  # after the seeds' way: on a CPU it also tunes the allocator for the process
     eval_workers = runtime.inference_workers(  # as the evaluate stage: none on the CPU
-        load_params("evaluate@finetune", PROJECT)["evaluate"]["workers"] if args.eval_workers is None
-        else args.eval_workers)
-    results["project"], data_path = project_way(*fresh_model(), params, paths, args.batch, runtime, eval_workers,
-                                                    args.repeats)
+        load_params("evaluate@finetune", PROJECT)["evaluate"]["workers"]
+        if args.eval_workers is None
+        else args.eval_workers
+    )
+    results["project"], data_path = project_way(
+        *fresh_model(), params, paths, args.batch, runtime, eval_workers, args.repeats
+    )
     results["compute"] = compute_only(fresh_model()[0], args.size, args.batch, args.steps, runtime, args.repeats)
-    report = {
-        "arch": args.arch, "size": args.size, "batch": args.batch, "images_per_epoch": len(train_rows),
-        "device": runtime.device, "device_name": torch.cuda.get_device_name() if runtime.device == "cuda" else cpu_name(),
-        "cpu_native_bf16": cpu_has_fast_bf16(), "threads": torch.get_num_threads(),
-        "project_precision": str(runtime.amp_dtype or torch.float32).removeprefix("torch."),
-        "project_data_path": data_path, "project_loader_workers": params["train"]["workers"],
-        "project_eval_workers": eval_workers,
-        "project_channels_last": runtime.channels_last, "torch": torch.__version__,
-        "images_per_second": {way: {"train": round(t, 2), "eval": round(e, 2)} for way, (t, e) in results.items()},
-        "project_vs_seeds": {k: round(results["project"][i] / results["seeds"][i], 3) for i, k in enumerate(("train", "eval"))},
-        "project_vs_compute": {k: round(results["project"][i] / results["compute"][i], 3)
-                               for i, k in enumerate(("train", "eval"))},
-        "peak_memory_gb": {"seeds": round(seeds_peak, 2), "all": round(peak_memory_gb(runtime.device), 2)},
-        "first_run_seconds": WARM_UP, "timed_runs": args.repeats, "project_compiled": args.compile,
-    }
-    print(f"{args.arch} {args.size}px batch {args.batch} on {report['device_name']} ({runtime.device}, "
-          f"project precision {report['project_precision']}, native bf16: {report['cpu_native_bf16']})")
-    print(f"{'way':<10}{'train img/s':>14}{'eval img/s':>14}")
-    for way, (t, e) in results.items():
-        print(f"{way:<10}{t:>14.1f}{e:>14.1f}")
-    print(f"project / seeds: train {report['project_vs_seeds']['train']:.2f}x, eval {report['project_vs_seeds']['eval']:.2f}x; "
-          f"project / compute: train {report['project_vs_compute']['train']:.0%}, "
-          f"eval {report['project_vs_compute']['eval']:.0%}")
+    report = summary(args, results, runtime, len(train_rows), data_path, params, eval_workers, seeds_peak)
+    print_table(args, report, results, runtime)
     name = f"speed-{runtime.device}-{data_path}" + ("-compiled" if args.compile else "")
     out = Path(args.out or PROJECT / "benchmarks" / "results" / f"{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,12 @@
 """DVC stages `train_finetune`, `train_scratch`, `train_feature_extract`: `python stages/train.py <mode>`."""
+
 import sys
 
-from caltech_transfer.distributed import relaunch
-from caltech_transfer.engine import Paths, train
-from caltech_transfer.errors import cli
-from caltech_transfer.params import load_params
-from caltech_transfer.runtime import mode_argument
+from caltech_transfer.core.cli import cli, mode_argument
+from caltech_transfer.core.layout import stage_run
+from caltech_transfer.core.params import load_params
+from caltech_transfer.train.distributed import relaunch
+from caltech_transfer.train.engine import train
 
 
 @cli
@@ -13,7 +14,7 @@ def main():
     mode = mode_argument(sys.argv)
     params = load_params(f"train_{mode}")
     relaunch(params["train"]["processes"], {mode: params["train"][mode]["batch_size"]})  # torchrun, if asked
-    train(mode, params, Paths.of_stage(mode))
+    train(mode, params, stage_run(mode))
 
 
 if __name__ == "__main__":

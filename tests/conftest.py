@@ -1,4 +1,5 @@
 """Synthetic Caltech-101-shaped data, archives of it, and a local HTTP server for download tests."""
+
 import http.server
 import io
 import os
@@ -29,7 +30,7 @@ def synthetic_image(class_index, rng, size=(48, 40)):
     # A class-specific texture besides the colour: vertical stripes, horizontal stripes or a checkerboard. Batch norm
     # over a few images of one class removes their mean colour, and a random crop moves a stripe anywhere, but the
     # orientation of a texture survives both.
-    y, x = np.mgrid[0:size[1], 0:size[0]] // 4
+    y, x = np.mgrid[0 : size[1], 0 : size[0]] // 4
     texture = (x % 2, y % 2, (x + y) % 2)[class_index % 3]
     pixels[texture == 1] = 255 - base
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
@@ -86,6 +87,7 @@ def caltech_tree(tmp_path_factory):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves one payload with Range support; `cut_first` requests are cut off half-way."""
+
     payload = b""
     cut_first = 0
     requests = []
@@ -143,14 +145,25 @@ def in_dir(tmp_path):
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory):
     """Split and cache of 3 separable synthetic classes: 8 train, 4 val and 6 test images each, 40 px."""
-    from caltech_transfer import split
-    from caltech_transfer.data import build_cache
+    from caltech_transfer.data import split
+    from caltech_transfer.data.cache import build_cache
 
     root = tmp_path_factory.mktemp("small")
     cats = make_tree(root / "raw", per_class=(18, 18, 18), background=0, extras=False)
-    split.run(cats, root / "split", {"scheme": "standard", "seed": 0, "train_per_class": 12, "val_per_class": 4,
-                                     "test_per_class": None, "ratios": [0.8, 0.1, 0.1],
-                                     "include_background": False}, workers=1)
+    split.run(
+        cats,
+        root / "split",
+        {
+            "scheme": "standard",
+            "seed": 0,
+            "train_per_class": 12,
+            "val_per_class": 4,
+            "test_per_class": None,
+            "ratios": [0.8, 0.1, 0.1],
+            "include_background": False,
+        },
+        workers=1,
+    )
     build_cache(cats, root / "split", root / "cache", image_size=40, fit="pad", workers=1)
     return root
 
@@ -164,7 +177,7 @@ LEARNS = {"train.finetune.epochs": 15, "train.finetune_lr": 1e-3, "train.head_lr
 def stage_params(stage, **overrides):
     """The params of `stage` from the tests' own params file (never the tuned defaults of params.yaml),
     with dotted-key overrides, validated like a real run."""
-    from caltech_transfer.params import declared_keys, read_yaml, set_dotted, validate
+    from caltech_transfer.core.params import declared_keys, read_yaml, set_dotted, validate
 
     raw = read_yaml(Path(__file__).with_name("params.yaml"))
     for dotted, value in overrides.items():
@@ -173,7 +186,22 @@ def stage_params(stage, **overrides):
 
 
 def data_paths(data, out, mode):
-    """engine.Paths for a run on `data` (split/ and cache/) writing under `out`."""
-    from caltech_transfer.engine import Paths
+    """RunPaths for a run on `data` (split/ and cache/) writing under `out`."""
+    from caltech_transfer.core.layout import RunPaths
 
-    return Paths(data / "split", data / "cache", out / f"{mode}.pt", out / "metrics", out / "logs")
+    return RunPaths(data / "split", data / "cache", out / f"{mode}.pt", out / "metrics", out / "logs")
+
+
+RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}
+
+
+@pytest.fixture(scope="session")
+def trained(small_dataset, tmp_path_factory):
+    """A fine-tuned checkpoint of the small dataset, trained with the LEARNS recipe: models/ and metrics/ under it."""
+    from caltech_transfer.train import engine
+
+    out = tmp_path_factory.mktemp("trained")
+    paths = data_paths(small_dataset, out / "models", "finetune")
+    paths.metrics = out / "metrics" / "finetune"
+    engine.train("finetune", stage_params("train_finetune", **LEARNS), paths)
+    return out

@@ -1,4 +1,5 @@
 """Training with DDP under torchrun: 2 processes with gloo on the CPU, on synthetic data."""
+
 import os
 import shutil
 import signal
@@ -10,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from caltech_transfer.distributed import ShardedSampler, gather_in_order
-from caltech_transfer.params import read_yaml, set_dotted
+from caltech_transfer.core.params import read_yaml, set_dotted
+from caltech_transfer.train.distributed import ShardedSampler
 from conftest import LEARNS, PROJECT
 
 EPOCHS = LEARNS["train.finetune.epochs"]  # at batch 4, 2 per process: the effective batch is what is compared
@@ -32,11 +33,6 @@ def test_shards_are_disjoint_and_cover_the_set(count):
     assert sorted(evaluation[0] + evaluation[1]) == list(range(count))
 
 
-def test_one_process_gathers_what_it_has():
-    rows = torch.arange(10).view(5, 2)
-    assert torch.equal(gather_in_order(rows, 5), rows)
-
-
 def stage_dir(small_dataset, root, **overrides):
     shutil.copytree(small_dataset / "split", root / "data" / "split")
     shutil.copytree(small_dataset / "cache", root / "data" / "cache")
@@ -49,8 +45,14 @@ def stage_dir(small_dataset, root, **overrides):
 
 
 def train_stage(folder, **popen):
-    return subprocess.Popen([sys.executable, str(PROJECT / "stages" / "train.py"), "finetune"], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, str(PROJECT / "stages" / "train.py"), "finetune"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def finished(proc):
@@ -105,9 +107,16 @@ def test_feature_extraction_shards_its_feature_pass(small_dataset, tmp_path):
     single = stage_dir(small_dataset, tmp_path / "single", **settings)
     double = stage_dir(small_dataset, tmp_path / "double", **settings, **{"train.processes": 2})
     for folder in (single, double):
-        proc = subprocess.Popen([sys.executable, str(PROJECT / "stages" / "train.py"), "feature_extract"],
-                                cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(PROJECT / "stages" / "train.py"), "feature_extract"],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         finished(proc)
-    heads = [torch.load(f / "models" / "feature_extract.pt", weights_only=True)["state_dict"]["head.weight"]
-             for f in (single, double)]
+    heads = [
+        torch.load(f / "models" / "feature_extract.pt", weights_only=True)["state_dict"]["head.weight"]
+        for f in (single, double)
+    ]
     assert torch.allclose(heads[0], heads[1], atol=1e-4)

@@ -1,5 +1,6 @@
 """The README and docs/ promise only what exists: links resolve, every `-S key=value` names a param, every stage a
 command or a name refers to is in dvc.yaml, and the README's headline numbers are the report's."""
+
 import re
 import shlex
 import subprocess
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from caltech_transfer.params import SCHEMA
+from caltech_transfer.core.params import SCHEMA
 from conftest import PROJECT
 
 PAGES = [PROJECT / "README.md", *sorted((PROJECT / "docs").glob("*.md"))]
@@ -29,8 +30,13 @@ def slug(heading):
 
 @pytest.fixture(scope="module")
 def stages():
-    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--all", "--name-only"], cwd=PROJECT,
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        [sys.executable, "-m", "dvc", "stage", "list", "--all", "--name-only"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return set(listed) | {name.split("@")[0] for name in listed}
 
 
@@ -58,7 +64,7 @@ def test_every_setting_and_stage_named_exists(page, stages):
         words = shlex.split(command) if "dvc" in command else []
         if words[:2] == ["dvc", "repro"] or words[:3] == ["dvc", "exp", "run"]:
             targets, skip = [], False
-            for word in words[2 if words[1] == "repro" else 3:]:
+            for word in words[2 if words[1] == "repro" else 3 :]:
                 if skip or word.startswith("-"):
                     skip = word in ("-S", "--set-param", "-n", "--name", "-j")
                     continue

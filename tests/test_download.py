@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 
-from caltech_transfer import download
-from caltech_transfer.errors import UserError
+from caltech_transfer.core.errors import UserError
+from caltech_transfer.data import download
 from conftest import make_official_zip, make_tar_gz
 
 
@@ -24,8 +24,9 @@ def image_count(folder):
 
 
 def run(source, tmp_path, checksum="", inner=""):
-    return download.run(str(source), checksum, inner, tmp_path / "data" / "raw", tmp_path / "data" / "downloads",
-                        retries=3, timeout=10)
+    return download.run(
+        str(source), checksum, inner, tmp_path / "data" / "raw", tmp_path / "data" / "downloads", retries=3, timeout=10
+    )
 
 
 def test_http_download_verifies_and_extracts(http_server, official_zip, caltech_tree, tmp_path):
@@ -63,8 +64,11 @@ def test_unreachable_source_says_how_to_run_offline(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz", "folder"])
 def test_local_sources(kind, official_zip, caltech_tree, tmp_path):
-    source = {"zip": official_zip, "folder": caltech_tree.parent,
-              "tar.gz": lambda: make_tar_gz(caltech_tree, tmp_path / "101_ObjectCategories.tar.gz")}[kind]
+    source = {
+        "zip": official_zip,
+        "folder": caltech_tree.parent,
+        "tar.gz": lambda: make_tar_gz(caltech_tree, tmp_path / "101_ObjectCategories.tar.gz"),
+    }[kind]
     source = source() if callable(source) else source
     checksum = md5(source) if kind != "folder" else ""
     out = run(source, tmp_path, checksum=checksum)

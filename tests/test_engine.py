@@ -9,11 +9,11 @@ import pytest
 import torch
 import torchvision
 
-from caltech_transfer import engine
-from caltech_transfer.errors import UserError
-from caltech_transfer.models import build_model
-from caltech_transfer.modes import param_groups
-from caltech_transfer.runtime import glibc, resolve_device
+from caltech_transfer.core.errors import UserError
+from caltech_transfer.model.factory import build_model
+from caltech_transfer.train import engine
+from caltech_transfer.train.modes import param_groups
+from caltech_transfer.train.runtime import glibc, resolve_device
 from conftest import LEARNS, data_paths, stage_params
 
 
@@ -55,9 +55,16 @@ def test_feature_extract_leaves_the_backbone_and_its_batchnorm_untouched(small_d
     torch.save(pretrained, tmp_path / "pretrained.pth")
     torch.manual_seed(0)  # the run's train.seed: the same fresh head as the run starts from
     initial_head = build_model("resnet18", str(tmp_path / "pretrained.pth"), 3)[0].head.weight.detach().clone()
-    summary, ckpt = run("feature_extract", small_dataset, tmp_path, **{
-        "model.weights": str(tmp_path / "pretrained.pth"), "train.feature_extract.epochs": 2,
-        "train.feature_extract.augment": augment})
+    summary, ckpt = run(
+        "feature_extract",
+        small_dataset,
+        tmp_path,
+        **{
+            "model.weights": str(tmp_path / "pretrained.pth"),
+            "train.feature_extract.epochs": 2,
+            "train.feature_extract.augment": augment,
+        },
+    )
     backbone = {k: v for k, v in pretrained.items() if not k.startswith("fc.")}
     assert any(k.endswith("running_mean") for k in backbone)
     for key, value in backbone.items():  # weights and BatchNorm running statistics alike
@@ -82,9 +89,18 @@ def test_two_phase_finetune_trains_the_head_alone_first(small_dataset, tmp_path)
     pretrained = torchvision.models.resnet18().state_dict()
     torch.save(pretrained, tmp_path / "pretrained.pth")
     backbones = {}
-    run("finetune", small_dataset, tmp_path, lambda e, m: backbones.update({e: copy.deepcopy(m.backbone.state_dict())}),
-        **{"model.weights": str(tmp_path / "pretrained.pth"), "train.finetune.freeze_epochs": 1,
-           "train.finetune.epochs": 2, "train.finetune.batch_size": 12})
+    run(
+        "finetune",
+        small_dataset,
+        tmp_path,
+        lambda e, m: backbones.update({e: copy.deepcopy(m.backbone.state_dict())}),
+        **{
+            "model.weights": str(tmp_path / "pretrained.pth"),
+            "train.finetune.freeze_epochs": 1,
+            "train.finetune.epochs": 2,
+            "train.finetune.batch_size": 12,
+        },
+    )
     assert all(torch.equal(backbones[1][k], pretrained[k]) for k in backbones[1])  # BatchNorm statistics too
     assert not torch.equal(backbones[2]["conv1.weight"], pretrained["conv1.weight"])
 
@@ -99,9 +115,19 @@ def test_checkpoint_holds_the_best_validation_epoch_not_the_last(small_dataset, 
                 model.head.weight.mul_(-10)
                 model.head.bias.mul_(-10)
 
-    summary, ckpt = run("finetune", small_dataset, tmp_path, on_epoch_end=sabotage_last_epoch, **{
-        "train.finetune.epochs": 3, "train.finetune_lr": 0.0, "train.head_lr": 3e-3, "train.finetune.scheduler": "none",
-        "train.finetune.batch_size": 12})
+    summary, ckpt = run(
+        "finetune",
+        small_dataset,
+        tmp_path,
+        on_epoch_end=sabotage_last_epoch,
+        **{
+            "train.finetune.epochs": 3,
+            "train.finetune_lr": 0.0,
+            "train.head_lr": 3e-3,
+            "train.finetune.scheduler": "none",
+            "train.finetune.batch_size": 12,
+        },
+    )
     rows = history(tmp_path)
     accuracies = [float(r["val_accuracy"]) for r in rows]
     assert accuracies[2] < max(accuracies[:2])
@@ -116,8 +142,13 @@ def test_checkpoint_holds_the_best_validation_epoch_not_the_last(small_dataset, 
 def test_interrupted_run_resumes_to_the_same_weights(small_dataset, tmp_path):
     settings = {"train.scratch.epochs": 3, "train.scratch.batch_size": 8, "train.scratch_lr": 0.05}
     final = {}
-    run("scratch", small_dataset, tmp_path / "straight", lambda e, m: final.update(straight=copy.deepcopy(m.state_dict())),
-        **settings)
+    run(
+        "scratch",
+        small_dataset,
+        tmp_path / "straight",
+        lambda e, m: final.update(straight=copy.deepcopy(m.state_dict())),
+        **settings,
+    )
 
     def crash_after_first_epoch(epoch, model):
         if epoch == 1:
@@ -146,8 +177,17 @@ def learning_curves(out):
 
 def test_nan_loss_stops_with_a_message(small_dataset, tmp_path):
     with pytest.raises(UserError, match="the loss became (nan|inf).*lower the learning rate"):
-        run("scratch", small_dataset, tmp_path, **{"train.scratch_lr": 1e30, "train.scratch.epochs": 2,
-                                                   "train.scratch.optimizer": "sgd", "train.scratch.batch_size": 8})
+        run(
+            "scratch",
+            small_dataset,
+            tmp_path,
+            **{
+                "train.scratch_lr": 1e30,
+                "train.scratch.epochs": 2,
+                "train.scratch.optimizer": "sgd",
+                "train.scratch.batch_size": 8,
+            },
+        )
 
 
 def test_cuda_without_a_gpu_is_refused():
@@ -169,44 +209,62 @@ def test_lp_ft_starts_from_the_feature_extract_head(small_dataset, tmp_path):
     run("feature_extract", small_dataset, tmp_path, **{"train.feature_extract.epochs": 2})
     probe = torch.load(tmp_path / "feature_extract.pt", weights_only=True)["state_dict"]
     # learning rates 0: the finetune checkpoint holds exactly the weights it started from
-    _, ckpt = run("finetune", small_dataset, tmp_path, **{
-        "train.finetune.init_head": "feature_extract", "train.finetune.epochs": 1, "train.finetune_lr": 0.0,
-        "train.head_lr": 0.0, "train.finetune.batch_size": 12})
+    _, ckpt = run(
+        "finetune",
+        small_dataset,
+        tmp_path,
+        **{
+            "train.finetune.init_head": "feature_extract",
+            "train.finetune.epochs": 1,
+            "train.finetune_lr": 0.0,
+            "train.head_lr": 0.0,
+            "train.finetune.batch_size": 12,
+        },
+    )
     for key in ("head.weight", "head.bias"):
         assert torch.equal(ckpt["state_dict"][key], probe[key]), key
-    with pytest.raises(UserError, match="init_head: feature_extract needs models/feature_extract.pt trained with the "
-                                        "same model"):
-        run("finetune", small_dataset, tmp_path, **{"train.finetune.init_head": "feature_extract",
-                                                    "model.input_size": 40})
+    with pytest.raises(
+        UserError, match="init_head: feature_extract needs models/feature_extract.pt trained with the same model"
+    ):
+        run(
+            "finetune",
+            small_dataset,
+            tmp_path,
+            **{"train.finetune.init_head": "feature_extract", "model.input_size": 40},
+        )
 
 
 def test_the_training_loop_waits_for_the_device_only_every_few_steps(monkeypatch):
     from torch.utils.data import DataLoader, TensorDataset
 
-    from caltech_transfer.runtime import Runtime
+    from caltech_transfer.train.runtime import Runtime
 
     torch.manual_seed(0)
     loader = DataLoader(TensorDataset(torch.randn(96, 8), torch.randint(0, 3, (96,))), batch_size=2)  # 48 steps
     net = torch.nn.Linear(8, 3)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    steps = engine.Optimization(
+        optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), torch.nn.CrossEntropyLoss(), grad_clip=0.0
+    )
     syncs = []
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
         real = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, _name=name, **k: (
-            syncs.append(_name), _real(self, *a, **k))[1])
+        monkeypatch.setattr(
+            torch.Tensor,
+            name,
+            lambda self, *a, _real=real, _name=name, **k: (syncs.append(_name), _real(self, *a, **k))[1],
+        )
     monkeypatch.setattr(engine, "CHECK_EVERY", 10)
     releases = []
     monkeypatch.setattr(Runtime, "release_freed_memory", lambda self: releases.append(1))
-    loss, accuracy, seen = engine.train_one_epoch(net, loader, torch.nn.CrossEntropyLoss(), optimizer, scheduler,
-                                                  scaler, Runtime({"device": "cpu", "precision": "fp32",
-                                                                   "channels_last": False, "compile": False}), 0.0,
-                                                  "sync test")
+    runtime = Runtime({"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False})
+    loss, accuracy, seen = engine.train_one_epoch(net, loader, steps, runtime, "sync test")
     assert seen == 96 and 0 < loss < 5 and 0 <= accuracy <= 1
     # the DataLoader draws its seed once per epoch; steps 10, 20, 30, 40 and the last look at the loss once
-    # each; the epoch's totals are read once at the end. A wait per step would add 48 or more.
-    assert syncs == ["item"] * (1 + 5) + ["tolist"], syncs
+    # each; the epoch's totals are read once at the end. A bound, not the exact calls, so that a harmless change of
+    # the loop passes: a wait per step would add 48 or more.
+    assert len(syncs) <= 1 + 5 + 1, syncs
     assert len(releases) == 5  # the heap's free pages go back at each look, where the host waits anyway
 
 
@@ -216,7 +274,7 @@ def test_freed_memory_is_kept_between_steps_and_released_between_phases():
     training and inference, hands them back, so one phase's blocks don't add to the other's peak."""
     probe = textwrap.dedent("""
         import torch
-        from caltech_transfer.runtime import keep_freed_memory, release_freed_memory
+        from caltech_transfer.train.runtime import keep_freed_memory, release_freed_memory
         def resident(): return int(open("/proc/self/statm").read().split()[1]) * 4096
         assert keep_freed_memory()
         block = torch.ones(256 << 20, dtype=torch.uint8)

@@ -1,9 +1,10 @@
 """Every image mode PIL opens is decoded to the RGB picture a viewer shows, not merely without an error."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from caltech_transfer.data import load_rgb
+from caltech_transfer.data.images import load_rgb
 
 
 def decode(img, tmp_path, name, **save):
@@ -29,8 +30,8 @@ def test_float_images_in_zero_to_one_are_scaled(tmp_path):
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
 def test_transparent_pixels_show_white_as_in_a_viewer(tmp_path, mode):
     rgba = np.zeros((10, 20, 4), dtype=np.uint8)
-    rgba[:, :10] = (0, 0, 0, 255)   # opaque black on the left
-    rgba[:, 10:] = (0, 0, 0, 0)     # transparent on the right (black underneath)
+    rgba[:, :10] = (0, 0, 0, 255)  # opaque black on the left
+    rgba[:, 10:] = (0, 0, 0, 0)  # transparent on the right (black underneath)
     pixels = decode(Image.fromarray(rgba, "RGBA").convert(mode), tmp_path, f"{mode}.png")
     assert (pixels[:, :10] == 0).all() and (pixels[:, 10:] == 255).all()
 

@@ -1,17 +1,15 @@
 """The learning curve's nested subsets and a point's training data."""
-from pathlib import Path
 
 import pytest
 import torch
 
-from caltech_transfer import learning_curve
-from caltech_transfer.data import CachedImages, nested_subset
-from caltech_transfer.engine import Paths
-from caltech_transfer.errors import UserError
-from caltech_transfer.models import build_model
-from caltech_transfer.modes import loaders
-from caltech_transfer.runtime import Runtime
-from caltech_transfer.split import read_manifest
+from caltech_transfer.core.errors import UserError
+from caltech_transfer.core.layout import RunPaths
+from caltech_transfer.data.datasets import CachedImages, check_shots, nested_subset
+from caltech_transfer.data.split import read_manifest
+from caltech_transfer.model.factory import build_model
+from caltech_transfer.train.modes import loaders
+from caltech_transfer.train.runtime import Runtime
 from conftest import stage_params
 
 
@@ -36,15 +34,19 @@ def test_a_point_trains_on_its_subset_only(small_dataset, tmp_path):
         assert torch.equal(part[i][0], full[j][0]) and part[i][1] == full[j][1]
 
     params = stage_params("curve_finetune@2")
-    paths = Paths(small_dataset / "split", small_dataset / "cache", tmp_path / "m.pt", tmp_path, tmp_path,
-                  train_per_class=2)
+    paths = RunPaths(
+        small_dataset / "split", small_dataset / "cache", tmp_path / "m.pt", tmp_path, tmp_path, train_per_class=2
+    )
     model, prep = build_model("resnet18", "none", 3, input_size=32)
-    _, train_batches, val_batches = loaders("finetune", model, prep, params, paths, Runtime(params["runtime"]),
-                                            torch.Generator())
+    _, train_batches, val_batches = loaders(
+        "finetune", model, prep, params, paths, Runtime(params["runtime"]), torch.Generator()
+    )
     assert len(train_batches.dataset) == 6 and len(val_batches.dataset) == 12  # validation stays whole
 
 
 def test_k_must_be_below_the_training_pool(small_dataset):
-    learning_curve.check_shots(7, small_dataset / "split")
-    with pytest.raises(UserError, match="not below the training pool of 8"):
-        learning_curve.check_shots(8, small_dataset / "split")
+    check_shots(7, small_dataset / "split")
+    check_shots(1, small_dataset / "split")
+    for k in (0, 8):
+        with pytest.raises(UserError, match=f"curve.shots: {k} images per class is not between 1 and 7, below the "):
+            check_shots(k, small_dataset / "split")

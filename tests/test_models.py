@@ -3,10 +3,9 @@ import torch
 import torchvision
 from torch import nn
 
-from caltech_transfer.errors import UserError
-from caltech_transfer.checkpoints import load_classifier
-from caltech_transfer.files import save_torch
-from caltech_transfer.models import build_model
+from caltech_transfer.core.errors import UserError
+from caltech_transfer.model.checkpoints import load_classifier, save_checkpoint
+from caltech_transfer.model.factory import build_model
 
 
 @pytest.mark.parametrize("arch,features", [("resnet18", 512), ("alexnet", 4096), ("timm/tf_efficientnet_lite0", 1280)])
@@ -31,10 +30,11 @@ def test_preprocessing_follows_the_weights():
 
 
 def test_scratch_may_train_at_its_own_size(tmp_path):
-    from caltech_transfer.modes import initial_model
+    from caltech_transfer.train.modes import initial_model
     from conftest import stage_params
+
     params = stage_params("train_scratch", **{"train.scratch.input_size": 24})
-    _, prep = initial_model("scratch", params, ["a", "b"], tmp_path)
+    _, prep = initial_model("scratch", params, ["a", "b"], tmp_path, "pad")
     assert prep["input_size"] == 24
 
 
@@ -53,8 +53,9 @@ def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch):
 
 def test_unreachable_imagenet_weights_say_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError("network is unreachable")))
+    monkeypatch.setattr(
+        torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("network is unreachable"))
+    )
     with pytest.raises(UserError, match=r"put that file at .*hub/checkpoints/resnet18-.*\.pth.*model.weights"):
         build_model("resnet18", "imagenet", 5)
 
@@ -74,8 +75,10 @@ def test_weights_file_of_another_architecture_is_refused(tmp_path):
         build_model("resnet18", str(tmp_path / "alexnet.pth"), 3)
 
 
-@pytest.mark.parametrize("arch,hint", [("resnet181", "resnet18"), ("alexnett", "alexnet"),
-                                       ("timm/tf_efficientnet_lite", "timm/tf_efficientnet_lite0")])
+@pytest.mark.parametrize(
+    "arch,hint",
+    [("resnet181", "resnet18"), ("alexnett", "alexnet"), ("timm/tf_efficientnet_lite", "timm/tf_efficientnet_lite0")],
+)
 def test_unknown_architecture_names_close_matches(arch, hint):
     with pytest.raises(UserError, match=f"close matches: .*{hint}"):
         build_model(arch, "none", 3)
@@ -83,8 +86,16 @@ def test_unknown_architecture_names_close_matches(arch, hint):
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
     model, prep = build_model("resnet18", "none", 4)
-    save_torch({"state_dict": model.state_dict(), "arch": "resnet18", "mode": "scratch", "classes": list("abcd"),
-                     "preprocessing": prep}, tmp_path / "m.pt")
+    save_checkpoint(
+        {
+            "state_dict": model.state_dict(),
+            "arch": "resnet18",
+            "mode": "scratch",
+            "classes": list("abcd"),
+            "preprocessing": prep,
+        },
+        tmp_path / "m.pt",
+    )
     loaded, ckpt = load_classifier(tmp_path / "m.pt")
     assert ckpt["classes"] == list("abcd")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
@@ -104,7 +115,8 @@ def saved_bytes(model, images):
 
 
 def test_relu6_keeps_one_activation_for_backward_and_the_same_gradients():
-    from caltech_transfer.lean_activations import LeanReLU6
+    from caltech_transfer.model.lean_activations import LeanReLU6
+
     torch.manual_seed(0)
     lean, _ = build_model("timm/tf_efficientnet_lite0", "none", 5)
     assert sum(type(m) is LeanReLU6 for m in lean.modules()) == 33

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from caltech_transfer.errors import UserError
-from caltech_transfer.params import load_params, read_yaml, validate
+from caltech_transfer.core.errors import UserError
+from caltech_transfer.core.params import load_params, read_yaml, validate
 from conftest import PROJECT
 
 
@@ -48,15 +48,26 @@ def test_each_stage_gets_only_its_declared_keys(project):
     assert set(evaluate) == {"evaluate", "runtime"}  # no train.* key: a loader setting of training reruns none
 
 
-@pytest.mark.parametrize("old,new,message", [
-    ("  seed: 0\n  train_per_class", "  seed: 0\n  trian_per_class", "unknown key split.trian_per_class; did you mean split.train_per_class"),
-    ("train_per_class: 30", "train_per_class: -3", "split.train_per_class = -3 is not valid: expected a whole number >= 2"),
-    ("train_per_class: 30", "train_per_class: thirty", "expected a whole number"),
-    ("include_background: false", "include_background: 1", "expected true or false"),
-    ("scheme: standard", "scheme: random", "expected one of standard, ratio"),
-    ("val_per_class: 5", "val_per_class: 0", "split.val_per_class = 0 is not valid: expected a whole number >= 1"),
-    ("test_per_class: null", "test_per_class: 0", "split.test_per_class = 0 is not valid"),
-])
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        (
+            "  seed: 0\n  train_per_class",
+            "  seed: 0\n  trian_per_class",
+            "unknown key split.trian_per_class; did you mean split.train_per_class",
+        ),
+        (
+            "train_per_class: 30",
+            "train_per_class: -3",
+            "split.train_per_class = -3 is not valid: expected a whole number >= 2",
+        ),
+        ("train_per_class: 30", "train_per_class: thirty", "expected a whole number"),
+        ("include_background: false", "include_background: 1", "expected true or false"),
+        ("scheme: standard", "scheme: random", "expected one of standard, ratio"),
+        ("val_per_class: 5", "val_per_class: 0", "split.val_per_class = 0 is not valid: expected a whole number >= 1"),
+        ("test_per_class: null", "test_per_class: 0", "split.test_per_class = 0 is not valid"),
+    ],
+)
 def test_bad_values_are_refused_with_one_line(project, old, new, message):
     set_line(project, old, new)
     with pytest.raises(UserError) as err:
@@ -70,15 +81,35 @@ def test_negative_learning_rate_is_refused(project):
         load_params("train_finetune", project)
 
 
-@pytest.mark.parametrize("stage,old,new,message", [
-    ("train_finetune", "label_smoothing: 0.1", "label_smoothing: 1.5", "label_smoothing = 1.5 is not valid: expected a "
-                                                                       "finite number >= 0.0 and < 1"),
-    ("train_finetune", "crop_scale_min: 0.25", "crop_scale_min: 1.5", "crop_scale_min = 1.5 is not valid: expected a "
-                                                                      "finite number > 0 and <= 1"),
-    ("download", "timeout: 60.0", "timeout: .inf", "download.timeout = inf is not valid: expected a finite number > 0"),
-    ("train_finetune", "input_size: 32", "input_size: 100000", "model.input_size = 100000 is not valid: expected a "
-                                                               "whole number >= 16 and <= 2048"),
-])
+@pytest.mark.parametrize(
+    "stage,old,new,message",
+    [
+        (
+            "train_finetune",
+            "label_smoothing: 0.1",
+            "label_smoothing: 1.5",
+            "label_smoothing = 1.5 is not valid: expected a finite number >= 0.0 and < 1",
+        ),
+        (
+            "train_finetune",
+            "crop_scale_min: 0.25",
+            "crop_scale_min: 1.5",
+            "crop_scale_min = 1.5 is not valid: expected a finite number > 0 and <= 1",
+        ),
+        (
+            "download",
+            "timeout: 60.0",
+            "timeout: .inf",
+            "download.timeout = inf is not valid: expected a finite number > 0",
+        ),
+        (
+            "train_finetune",
+            "input_size: 32",
+            "input_size: 100000",
+            "model.input_size = 100000 is not valid: expected a whole number >= 16 and <= 2048",
+        ),
+    ],
+)
 def test_values_out_of_range_are_refused_at_start(project, stage, old, new, message):
     set_line(project, old, new)
     with pytest.raises(UserError, match=re.escape(message)):
@@ -105,11 +136,14 @@ def test_a_params_file_dvc_refuses_is_refused_by_the_stages(project):
     """A duplicate key: PyYAML would take the last value, DVC calls the file corrupted; the stages refuse it as DVC
     does, in one line, before writing anything."""
     set_line(project, "  seed: 0\n  train_per_class", "  seed: 0\n  seed: 1\n  train_per_class")
-    stage = subprocess.run([sys.executable, str(PROJECT / "stages" / "split.py")], cwd=project, capture_output=True,
-                           text=True)
+    stage = subprocess.run(
+        [sys.executable, str(PROJECT / "stages" / "split.py")], cwd=project, capture_output=True, text=True
+    )
     assert stage.returncode == 2 and "Traceback" not in stage.stderr, stage.stderr
-    assert stage.stderr.strip() == ('error: params.yaml line 10: found duplicate key "seed" with value "1" (original '
-                                    'value: "0"): DVC refuses this file too; fix that line')
+    assert stage.stderr.strip() == (
+        'error: params.yaml line 10: found duplicate key "seed" with value "1" (original '
+        'value: "0"): DVC refuses this file too; fix that line'
+    )
     assert not (project / "data").exists()
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=project, check=True)
     dvc = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True, text=True)

@@ -1,4 +1,5 @@
 """End to end: the real dvc.yaml in a fresh temporary copy of the repository, on synthetic data, on CPU."""
+
 import json
 import os
 import shutil
@@ -13,21 +14,31 @@ import torch
 import torchvision
 import yaml
 
-from caltech_transfer.files import read_csv
-from caltech_transfer.params import read_yaml, set_dotted
+from caltech_transfer.core.files import read_csv
+from caltech_transfer.core.params import read_yaml, set_dotted
 from conftest import PROJECT, make_tree
 
 SETTINGS = {
-    "download.checksum": "", "download.inner_checksum": "",
-    "split.train_per_class": 12, "split.val_per_class": 4,
+    "download.checksum": "",
+    "download.inner_checksum": "",
+    "split.train_per_class": 12,
+    "split.val_per_class": 4,
     "cache.image_size": 40,
     "model.input_size": 32,
-    "runtime.precision": "fp32", "train.workers": 0, "runtime.channels_last": False,
-    "train.finetune.epochs": 2, "train.finetune.batch_size": 8, "train.finetune.scheduler": "none",
-    "train.scratch.epochs": 2, "train.scratch.batch_size": 8,
-    "train.feature_extract.epochs": 2, "train.feature_extract.batch_size": 8,
+    "runtime.precision": "fp32",
+    "train.workers": 0,
+    "runtime.channels_last": False,
+    "train.finetune.epochs": 2,
+    "train.finetune.batch_size": 8,
+    "train.finetune.scheduler": "none",
+    "train.scratch.epochs": 2,
+    "train.scratch.batch_size": 8,
+    "train.feature_extract.epochs": 2,
+    "train.feature_extract.batch_size": 8,
     "evaluate.batch_size": 16,
-    "plot.embedding": "pca", "plot.embedding_points": 100, "plot.mistakes": 4,
+    "plot.embedding": "pca",
+    "plot.embedding_points": 100,
+    "plot.mistakes": 4,
 }
 
 
@@ -35,9 +46,15 @@ CURVE = {mode: {f"curve_{mode}@{k}" for k in (2, 4)} for mode in ("finetune", "f
 
 
 def environment():
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
 
 
 def sh(repo, *args, check=True):
@@ -68,8 +85,11 @@ def repo(tmp_path_factory):
     tree = make_tree(root / "source", per_class=(18, 18, 18), background=3, extras=True)
     torch.save(torchvision.models.resnet18().state_dict(), root / "pretrained.pth")
     params = read_yaml(Path(__file__).with_name("params.yaml"))  # the tests' own params, not the tuned defaults
-    for dotted, value in {**SETTINGS, "download.source": str(tree.parent),
-                          "model.weights": str(root / "pretrained.pth")}.items():
+    for dotted, value in {
+        **SETTINGS,
+        "download.source": str(tree.parent),
+        "model.weights": str(root / "pretrained.pth"),
+    }.items():
         set_dotted(params, dotted, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q")
@@ -82,10 +102,21 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_then_nothing(repo):
     first = dvc(repo, "repro")
-    assert ran(first.stdout) == {"download", "split", "cache", "train_finetune", "train_scratch",
-                                 "train_feature_extract", "evaluate@finetune", "evaluate@scratch",
-                                 "evaluate@feature_extract", "plot", *CURVE["finetune"], *CURVE["feature_extract"],
-                                 "report"}
+    assert ran(first.stdout) == {
+        "download",
+        "split",
+        "cache",
+        "train_finetune",
+        "train_scratch",
+        "train_feature_extract",
+        "evaluate@finetune",
+        "evaluate@scratch",
+        "evaluate@feature_extract",
+        "plot",
+        *CURVE["finetune"],
+        *CURVE["feature_extract"],
+        "report",
+    }
     second = dvc(repo, "repro")
     assert ran(second.stdout) == set()
     assert "Data and pipelines are up to date" in second.stdout
@@ -102,8 +133,9 @@ def test_the_report_quotes_the_metrics_files(repo):
         test = json.loads((repo / "metrics" / mode / "test.json").read_text())
         train = json.loads((repo / "metrics" / mode / "train.json").read_text())
         cells = [c.strip() for c in next(line for line in report if line.startswith(f"| {mode} |")).split("|")]
-        assert [float(c) for c in cells[2:5]] == [round(test[k], 4) for k in
-                                                  ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")]
+        assert [float(c) for c in cells[2:5]] == [
+            round(test[k], 4) for k in ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
+        ]
         assert cells[5] == f"{train['best_epoch']} ({train['best_val_accuracy']:.3f})"
     curve = read_csv(repo / "report" / "learning_curve.tsv", "\t")
     assert [int(r["images_per_class"]) for r in curve] == [2, 4, 8]  # curve.shots, then the full pool
@@ -136,12 +168,19 @@ def stale_stages(repo, dotted, value):
 
 def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
     points = {*CURVE["finetune"], *CURVE["feature_extract"]}
-    assert stale_stages(repo, "train.workers", 1) == {"train_finetune", "train_scratch", "train_feature_extract",
-                                                      *points, "report"}
+    assert stale_stages(repo, "train.workers", 1) == {
+        "train_finetune",
+        "train_scratch",
+        "train_feature_extract",
+        *points,
+        "report",
+    }
     # feature_extract points reuse evaluate@feature_extract's test features: only the finetune points evaluate
-    assert stale_stages(repo, "evaluate.workers", 1) == {*(f"evaluate@{m}" for m in ("finetune", "scratch",
-                                                                                     "feature_extract")),
-                                                         *CURVE["finetune"], "report"}
+    assert stale_stages(repo, "evaluate.workers", 1) == {
+        *(f"evaluate@{m}" for m in ("finetune", "scratch", "feature_extract")),
+        *CURVE["finetune"],
+        "report",
+    }
     assert stale_stages(repo, "split.seed", 5) == {"split", "report"}  # and, through data/split, all after it
     # a k-independent finetune param: the finetune points rerun, the feature_extract points do not
     assert stale_stages(repo, "train.finetune_lr", 0.5) == {"train_finetune", *CURVE["finetune"], "report"}
@@ -189,9 +228,15 @@ def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     resume_file = repo / "models" / "feature_extract.resume.pt"
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train_feature_extract"], cwd=repo,
-                                env=environment(), start_new_session=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro", "train_feature_extract"],
+            cwd=repo,
+            env=environment(),
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.time() + 300
         while not (resume_file.exists() and torch.load(resume_file, weights_only=True)["state"]["epoch"] >= 3):
             assert proc.poll() is None and time.time() < deadline, proc.communicate()
@@ -268,5 +313,5 @@ def test_push_clone_pull_and_nothing_to_run(repo, tmp_path):
     fetched = tmp_path / "fetched" / "finetune.pt"
     dvc(tmp_path, "artifacts", "get", str(repo), "finetune", "-o", str(fetched))
     image = next((clone / "data" / "raw").rglob("image_0001.jpg"))
-    predicted = sh(tmp_path, sys.executable, "-m", "caltech_transfer.predict", str(fetched), str(image))
+    predicted = sh(tmp_path, sys.executable, "-m", "caltech_transfer.evaluation.predict", str(fetched), str(image))
     assert predicted.stdout.startswith(f"{image}: class_"), predicted.stdout

@@ -1,10 +1,12 @@
 """On the real Caltech-101 and the real pretrained weights in ../shared (skipped when ../shared is absent)."""
+
 import json
 
 import pytest
 
-from caltech_transfer import download, engine, split
-from caltech_transfer.data import build_cache
+from caltech_transfer.data import download, split
+from caltech_transfer.data.cache import build_cache
+from caltech_transfer.train import engine
 from conftest import SHARED, data_paths, stage_params
 
 ZIP = SHARED / "datasets" / "caltech-101.zip"
@@ -13,8 +15,10 @@ WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0_in1k.pth"
 ZIP_MD5 = "md5:f527068f45fe3f63acd224f9143196bd"
 TAR_MD5 = "md5:48d74becb160adb15c07c2376cebfd14"
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not ZIP.exists(), reason="../shared/datasets/caltech-101.zip is not here")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not ZIP.exists(), reason="../shared/datasets/caltech-101.zip is not here"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +51,19 @@ def test_feature_extract_with_pretrained_weights_is_accurate(real, tmp_path):
     if not (root / "split" / "train.csv").exists():
         split.run(categories, root / "split", stage_params("split")["split"], workers=2)
     build_cache(categories, root / "split", root / "cache", 256, "pad", workers=2)
-    params = stage_params("train_feature_extract", **{
-        "model.arch": "timm/tf_efficientnet_lite0", "model.weights": str(WEIGHTS), "model.input_size": None,
-        "runtime.precision": "auto", "runtime.channels_last": True, "train.workers": 2,
-        "train.feature_extract.epochs": 30, "train.feature_extract.batch_size": 64})
+    params = stage_params(
+        "train_feature_extract",
+        **{
+            "model.arch": "timm/tf_efficientnet_lite0",
+            "model.weights": str(WEIGHTS),
+            "model.input_size": None,
+            "runtime.precision": "auto",
+            "runtime.channels_last": True,
+            "train.workers": 2,
+            "train.feature_extract.epochs": 30,
+            "train.feature_extract.batch_size": 64,
+        },
+    )
     summary = engine.train("feature_extract", params, data_paths(root, tmp_path, "feature_extract"))
     # 101 classes, chance is 1%; a linear head on these ImageNet features reaches about 92-94%
     assert summary["best_val_accuracy"] >= 0.9

@@ -1,5 +1,6 @@
 """Hostile input ends in a result or a one-line error (no traceback, a non-zero exit), and nothing is lost:
 no partial output, no temporary file, no previous output damaged."""
+
 import os
 import pickle
 import re
@@ -9,16 +10,18 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
-from caltech_transfer import download, engine
-from caltech_transfer.errors import UserError, cli
-from caltech_transfer.evaluate import evaluate
-from caltech_transfer.predict import main as predict_main
-from conftest import PROJECT, data_paths, make_tree, stage_params
-
-RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}
+from caltech_transfer.core.cli import cli
+from caltech_transfer.core.errors import UserError
+from caltech_transfer.data import download
+from caltech_transfer.evaluation.evaluate import evaluate
+from caltech_transfer.evaluation.predict import main as predict_main
+from caltech_transfer.train import engine
+from conftest import PROJECT, RUNTIME, data_paths, make_tree, stage_params
 
 
 def one_line_exit(capsys, fn, *args, code=2):
@@ -34,8 +37,11 @@ def one_line_exit(capsys, fn, *args, code=2):
 @pytest.fixture(scope="module")
 def good_checkpoint(small_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("good")
-    engine.train("feature_extract", stage_params("train_feature_extract", **{"train.feature_extract.epochs": 1}),
-                 data_paths(small_dataset, out, "feature_extract"))
+    engine.train(
+        "feature_extract",
+        stage_params("train_feature_extract", **{"train.feature_extract.epochs": 1}),
+        data_paths(small_dataset, out, "feature_extract"),
+    )
     return out / "feature_extract.pt"
 
 
@@ -47,10 +53,13 @@ class Exploit:
 def bad_checkpoints(tmp_path, good):
     """name -> (path, part of the message)"""
     whole = good.read_bytes()
-    files = {"empty": (b"", "is empty"), "truncated": (whole[: len(whole) // 2], "not a readable checkpoint"),
-             "corrupt": (bytes(reversed(whole)), "not a readable checkpoint"),
-             "text": (b"hello\n", "not a readable checkpoint"),
-             "malicious": (pickle.dumps(Exploit()), "not a readable checkpoint")}
+    files = {
+        "empty": (b"", "is empty"),
+        "truncated": (whole[: len(whole) // 2], "not a readable checkpoint"),
+        "corrupt": (bytes(reversed(whole)), "not a readable checkpoint"),
+        "text": (b"hello\n", "not a readable checkpoint"),
+        "malicious": (pickle.dumps(Exploit()), "not a readable checkpoint"),
+    }
     cases = {}
     for name, (content, message) in files.items():
         (tmp_path / f"{name}.pt").write_bytes(content)
@@ -65,15 +74,21 @@ def bad_checkpoints(tmp_path, good):
     return cases
 
 
-def test_bad_checkpoints_are_one_line_errors_in_predict_and_evaluate(good_checkpoint, small_dataset, tmp_path,
-                                                                      capsys):
+def test_bad_checkpoints_are_one_line_errors_in_predict_and_evaluate(good_checkpoint, small_dataset, tmp_path, capsys):
     image = next(small_dataset.rglob("*.jpg"))
     evaluate_stage = cli(evaluate)  # as stages/evaluate.py runs it
     for name, (path, message) in bad_checkpoints(tmp_path, good_checkpoint).items():
         err = one_line_exit(capsys, predict_main, [str(path), str(image)])
         assert message in err, (name, err)
-        err = one_line_exit(capsys, evaluate_stage, path, small_dataset / "split", small_dataset / "cache",
-                            tmp_path / "metrics", RUNTIME)
+        err = one_line_exit(
+            capsys,
+            evaluate_stage,
+            path,
+            small_dataset / "split",
+            small_dataset / "cache",
+            tmp_path / "metrics",
+            RUNTIME,
+        )
         assert message in err, (name, err)
         assert not (tmp_path / "metrics").exists()
     assert not os.path.exists("/tmp/caltech-transfer-pwned")
@@ -113,7 +128,7 @@ def test_retries_are_counted_right_and_an_unknown_host_fails_at_once(http_server
 
 
 def test_an_empty_class_folder_is_named(tmp_path):
-    from caltech_transfer import split
+    from caltech_transfer.data import split
 
     cats = make_tree(tmp_path / "raw", per_class=(12, 12), background=0, extras=False)
     (cats / "class_empty").mkdir()
@@ -123,8 +138,9 @@ def test_an_empty_class_folder_is_named(tmp_path):
 
 def spawn(args, cwd):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for(condition, seconds=120):
@@ -141,16 +157,21 @@ def stage_dir(small_dataset, tmp_path):
     shutil.copytree(small_dataset / "cache", tmp_path / "data" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", tmp_path)
     text = (PROJECT / "tests" / "params.yaml").read_text()
-    shorter = text.replace("scratch: {input_size: null, epochs: 150, batch_size: 64",
-                           "scratch: {input_size: null, epochs: 40, batch_size: 8")
+    shorter = text.replace(
+        "scratch: {input_size: null, epochs: 150, batch_size: 64",
+        "scratch: {input_size: null, epochs: 40, batch_size: 8",
+    )
     assert shorter != text, "tests/params.yaml no longer has the scratch recipe this test shortens"
     (tmp_path / "params.yaml").write_text(shorter)
     return tmp_path
 
 
 def test_sigterm_during_training_stops_cleanly_and_the_rerun_finishes(stage_dir):
-    previous = {"models/scratch.pt": b"previous model", "metrics/scratch/history.tsv": b"previous history",
-                "metrics/scratch/train.json": b"previous summary"}
+    previous = {
+        "models/scratch.pt": b"previous model",
+        "metrics/scratch/history.tsv": b"previous history",
+        "metrics/scratch/train.json": b"previous summary",
+    }
     for name, content in previous.items():
         (stage_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (stage_dir / name).write_bytes(content)
@@ -183,8 +204,8 @@ def test_sigterm_during_extraction_leaves_no_temporary_folder(caltech_tree, tmp_
     marker = tmp_path / "extracting"
     script = f"""
 import time
-from caltech_transfer import download
-from caltech_transfer.errors import cli
+from caltech_transfer.data import download
+from caltech_transfer.core.cli import cli
 real_copy = download.copy_folder
 def slow_copy(source, dest):
     result = real_copy(source, dest)
@@ -207,8 +228,8 @@ def test_a_stage_with_worker_processes_still_ends(caltech_tree, tmp_path):
     """Pool workers inherit the SIGTERM handler; the pool's own shutdown (it terminates them) must not hang."""
     script = f"""
 from pathlib import Path
-from caltech_transfer.errors import cli
-from caltech_transfer.split import check_image, parallel_map
+from caltech_transfer.core.cli import cli
+from caltech_transfer.data.split import check_image, parallel_map
 files = sorted(Path({str(caltech_tree)!r}).rglob("*.jpg")) * 4
 cli(lambda: print(len(list(parallel_map(check_image, files, 2, desc="check")))))()
 """
@@ -218,8 +239,12 @@ cli(lambda: print(len(list(parallel_map(check_image, files, 2, desc="check")))))
 
 
 def predict_process(*args):
-    return subprocess.run([sys.executable, "-m", "caltech_transfer.predict", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "caltech_transfer.evaluation.predict", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def refused(result):
@@ -243,17 +268,23 @@ def test_predict_names_every_entry_of_a_folder_it_skips(good_checkpoint, small_d
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{folder / 'kept.jpg'}: class_") and len(result.stdout.splitlines()) == 1
     skipped = sorted(result.stderr.splitlines()[:-1])  # the last line is the run's time and memory
-    assert skipped == [f"{folder / 'elsewhere'}: skipped, a link to a folder, not followed",
-                       f"{folder / 'gone.jpg'}: skipped, a dangling symbolic link",
-                       f"{folder / 'pipe.jpg'}: skipped, not a regular file (a pipe, socket or device)"]
+    assert skipped == [
+        f"{folder / 'elsewhere'}: skipped, a link to a folder, not followed",
+        f"{folder / 'gone.jpg'}: skipped, a dangling symbolic link",
+        f"{folder / 'pipe.jpg'}: skipped, not a regular file (a pipe, socket or device)",
+    ]
 
 
-@pytest.mark.parametrize("target, message", [
-    ("folder", "is a folder: give a file name"),
-    ("folder/earlier.csv/out.csv", "earlier.csv is a file, not a folder"),
-])
-def test_predict_refuses_an_output_it_cannot_write_before_any_work(good_checkpoint, small_dataset, tmp_path,
-                                                                   target, message):
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("folder", "is a folder: give a file name"),
+        ("folder/earlier.csv/out.csv", "earlier.csv is a file, not a folder"),
+    ],
+)
+def test_predict_refuses_an_output_it_cannot_write_before_any_work(
+    good_checkpoint, small_dataset, tmp_path, target, message
+):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "earlier.csv").write_text("an earlier output\n")
     image = next(small_dataset.rglob("*.jpg"))
@@ -267,9 +298,125 @@ def test_split_ratios_that_leave_a_split_empty_are_refused_before_any_manifest(t
     make_tree(tmp_path / "data" / "raw", per_class=(12, 12), background=0, extras=False)
     shutil.copy(PROJECT / "dvc.yaml", tmp_path)
     params = (PROJECT / "tests" / "params.yaml").read_text()
-    (tmp_path / "params.yaml").write_text(params.replace("scheme: standard", "scheme: ratio")
-                                          .replace("ratios: [0.8, 0.1, 0.1]", "ratios: [0.95, 0.05, 0.0]"))
-    result = subprocess.run([sys.executable, str(PROJECT / "stages" / "split.py")], cwd=tmp_path,
-                            capture_output=True, text=True)
+    (tmp_path / "params.yaml").write_text(
+        params.replace("scheme: standard", "scheme: ratio").replace(
+            "ratios: [0.8, 0.1, 0.1]", "ratios: [0.95, 0.05, 0.0]"
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "stages" / "split.py")], cwd=tmp_path, capture_output=True, text=True
+    )
     assert "split.ratios [0.95, 0.05, 0.0] give class class_00 (12 images) no test image" in refused(result)
     assert not (tmp_path / "data" / "split").exists()
+
+
+def project_dir(root, small_dataset, **overrides):
+    """A folder laid out like the project with the small dataset's raw images, split and cache, and the tests'
+    params with dotted-key overrides."""
+    from caltech_transfer.core.params import read_yaml, set_dotted
+
+    shutil.copytree(small_dataset / "raw", root / "data" / "raw")
+    shutil.copytree(small_dataset / "split", root / "data" / "split")
+    shutil.copytree(small_dataset / "cache", root / "data" / "cache")
+    shutil.copy(PROJECT / "dvc.yaml", root)
+    params = read_yaml(PROJECT / "tests" / "params.yaml")
+    for dotted, value in overrides.items():
+        set_dotted(params, dotted, value)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+def run_stage(root, script, *args):
+    return subprocess.run(
+        [sys.executable, str(PROJECT / "stages" / script), *args], cwd=root, capture_output=True, text=True
+    )
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("row", ["/etc/passwd", "../../../../etc/hostname", "class_00/../../split/train.csv"])
+def test_the_cache_stage_reads_nothing_outside_data_raw(small_dataset, tmp_path, row):
+    root = project_dir(tmp_path, small_dataset)
+    manifest = root / "data" / "split" / "val.csv"
+    lines = manifest.read_text().splitlines()
+    lines[3] = f"{row},class_00,0"
+    manifest.write_text("\n".join(lines) + "\n")
+    before = snapshot(root / "data" / "cache")
+    message = refused(run_stage(root, "cache.py"))
+    assert message == (
+        f"error: data/split/val.csv line 4: {row} is outside data/raw/101_ObjectCategories; the manifests are the "
+        "split stage's: rerun it (dvc repro -f split)"
+    )
+    assert snapshot(root / "data" / "cache") == before
+
+
+def test_the_cache_stage_names_a_manifest_row_whose_image_is_gone(small_dataset, tmp_path):
+    root = project_dir(tmp_path, small_dataset)
+    gone = (root / "data" / "split" / "test.csv").read_text().splitlines()[1].split(",")[0]
+    (root / "data" / "raw" / "101_ObjectCategories" / gone).unlink()
+    before = snapshot(root / "data" / "cache")
+    assert f"data/split/test.csv line 2: {gone} is not in data/raw/101_ObjectCategories any more" in refused(
+        run_stage(root, "cache.py")
+    )
+    assert snapshot(root / "data" / "cache") == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other shape"])
+def test_a_damaged_cache_stops_training_with_the_stage_to_rerun(small_dataset, tmp_path, damage):
+    root = project_dir(tmp_path, small_dataset)
+    cache = root / "data" / "cache" / "train.npy"
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    else:
+        np.save(cache, np.zeros((36, 20, 20, 3), np.uint8))  # as many images, at another size than meta.json's
+    message = refused(run_stage(root, "train.py", "feature_extract"))
+    assert message.startswith("error: data/cache/train.npy ") and message.endswith("rebuild it (dvc repro -f cache)")
+    assert not (root / "models").exists() and not (root / "metrics").exists()
+
+
+def test_an_input_size_too_small_for_the_architecture_is_refused_before_training(small_dataset, tmp_path):
+    root = project_dir(tmp_path, small_dataset, **{"model.arch": "alexnet", "model.input_size": 16})
+    message = refused(run_stage(root, "train.py", "scratch"))
+    assert message.startswith(
+        "error: 16 px (model.input_size, or train.scratch.input_size for scratch) is too small for alexnet: "
+    )
+    assert message.endswith("; use a larger input size")
+    assert not (root / "models").exists()
+
+
+def test_weights_of_the_same_names_but_other_shapes_are_refused(small_dataset, tmp_path):
+    import torchvision
+
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 5, 5)  # the key names of resnet18, a tensor of another shape
+    torch.save(state, tmp_path / "other.pth")
+    root = project_dir(tmp_path / "project", small_dataset, **{"model.weights": str(tmp_path / "other.pth")})
+    assert refused(run_stage(root, "train.py", "feature_extract")) == (
+        f"error: weights {tmp_path / 'other.pth'} do not fit this architecture: 1 tensors have other shapes (e.g. "
+        "layer1.0.conv1.weight: (64, 64, 5, 5) in the file, (64, 64, 3, 3) here); give weights of model.arch"
+    )
+
+
+def test_a_learning_curve_point_of_no_images_is_refused(small_dataset, tmp_path):
+    root = project_dir(tmp_path, small_dataset, **{"curve.shots": [0, 2]})
+    assert refused(run_stage(root, "curve.py", "finetune", "0")).startswith(
+        "error: curve.shots: 0 images per class is not between 1 and 7, below the training pool of 8"
+    )
+    assert not (root / "models").exists()
+    assert "curve.shots = 0 is not valid: expected a whole number >= 1" in refused(run_stage(root, "report.py"))
+
+
+def test_evaluate_refuses_a_diverged_model_before_writing_any_metric(good_checkpoint, small_dataset, tmp_path):
+    root = project_dir(tmp_path, small_dataset)
+    ckpt = torch.load(good_checkpoint, weights_only=True)
+    ckpt["state_dict"]["head.weight"][0, 0] = float("inf")  # as a diverged run leaves it
+    (root / "models").mkdir()
+    torch.save(ckpt, root / "models" / "feature_extract.pt")
+    message = refused(run_stage(root, "evaluate.py", "feature_extract"))
+    assert message.startswith("error: models/feature_extract.pt gives non-finite outputs (NaN or infinity) for ")
+    assert message.endswith(
+        "retrain it with a lower learning rate (train.feature_extract_lr) or train.feature_extract.grad_clip"
+    )
+    assert not (root / "metrics").exists()

@@ -5,12 +5,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caltech_transfer import split
-from caltech_transfer.data import PAD_COLOUR, CachedImages, build_cache, fit_square
-from caltech_transfer.errors import UserError
+from caltech_transfer.core.errors import UserError
+from caltech_transfer.data import split
+from caltech_transfer.data.cache import build_cache
+from caltech_transfer.data.datasets import CachedImages
+from caltech_transfer.data.images import PAD_COLOUR, fit_square
 
-STANDARD = {"scheme": "standard", "seed": 0, "train_per_class": 8, "val_per_class": 2, "test_per_class": None,
-            "ratios": [0.8, 0.1, 0.1], "include_background": False}
+STANDARD = {
+    "scheme": "standard",
+    "seed": 0,
+    "train_per_class": 8,
+    "val_per_class": 2,
+    "test_per_class": None,
+    "ratios": [0.8, 0.1, 0.1],
+    "include_background": False,
+}
 
 
 def run_split(tree, out, **overrides):
@@ -95,8 +104,11 @@ def test_cache_holds_rgb_squares_in_manifest_order(caltech_tree, tmp_path):
     assert train.paths == [r["path"] for r in rows(tmp_path / "split", "train")]
     all_rows = [r["path"] for name in split.SPLITS for r in rows(tmp_path / "split", name)]
     assert "class_00/image_0901.jpg" in all_rows
-    split_name = next(n for n in split.SPLITS if "class_00/image_0901.jpg" in CachedImages(
-        tmp_path / "cache", tmp_path / "split", n).paths)
+    split_name = next(
+        n
+        for n in split.SPLITS
+        if "class_00/image_0901.jpg" in CachedImages(tmp_path / "cache", tmp_path / "split", n).paths
+    )
     data = CachedImages(tmp_path / "cache", tmp_path / "split", split_name)
     gray, _ = data[data.paths.index("class_00/image_0901.jpg")]
     assert gray.shape[0] == 3 and (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()

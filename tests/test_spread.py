@@ -1,16 +1,22 @@
 """The spread over split seeds: intervals, the paired difference of the modes and the sentence each allows."""
+
 import statistics
 
 import pytest
 from scipy import stats
 
-from caltech_transfer import spread
+from caltech_transfer.results import spread
 
 
 def run(seed, top1, lr=1e-4, mode="finetune"):
     params = {"split": {"seed": seed, "scheme": "standard"}, "train": {"finetune_lr": lr}}
-    metrics = {f"metrics/{mode}/test.json": {"top1_accuracy": top1, "top5_accuracy": 1.0,
-                                             "mean_per_class_accuracy": top1 - 0.01}}
+    metrics = {
+        f"metrics/{mode}/test.json": {
+            "top1_accuracy": top1,
+            "top5_accuracy": 1.0,
+            "mean_per_class_accuracy": top1 - 0.01,
+        }
+    }
     return params, metrics
 
 
@@ -33,8 +39,10 @@ def test_spread_over_seeds_of_otherwise_equal_runs(tmp_path):
     values = [0.90, 0.92, 0.95]
     assert top1["mean"] == pytest.approx(statistics.mean(values))
     assert top1["std"] == pytest.approx(statistics.stdev(values))
-    half = stats.t.ppf(0.975, 2) * statistics.stdev(values) / 3 ** 0.5  # 4.30 standard errors at 3 seeds
-    assert (top1["low"], top1["high"]) == pytest.approx((statistics.mean(values) - half, statistics.mean(values) + half))
+    half = stats.t.ppf(0.975, 2) * statistics.stdev(values) / 3**0.5  # 4.30 standard errors at 3 seeds
+    assert (top1["low"], top1["high"]) == pytest.approx(
+        (statistics.mean(values) - half, statistics.mean(values) + half)
+    )
     assert "| finetune | 0.9233 ± 0.0252 [0.8608, 0.9858] |" in spread.markdown(table)
 
     stale = {"metrics/scratch/test.json": {k: 0.5 for k in spread.METRICS}}  # seed 0's file, carried unchanged
@@ -73,13 +81,18 @@ def test_the_paired_difference_is_per_split_and_only_shared_seeds_count():
     assert difference["std"] == pytest.approx(0.002)
 
 
-@pytest.mark.parametrize("differences, wording", [
-    ([0.010, 0.012, 0.008, 0.011, 0.009], "fine-tuning is ahead of feature extraction"),
-    ([-0.010, -0.012, -0.008, -0.011, -0.009], "feature extraction is ahead of fine-tuning"),
-    ([0.010, -0.012, 0.008, -0.011, 0.009], "no difference between fine-tuning and feature extraction is detected "
-                                            "at 5 seeds"),
-    ([0.004, 0.001, 0.006, -0.002, 0.005], "no difference between fine-tuning and feature extraction is detected"),
-])
+@pytest.mark.parametrize(
+    "differences, wording",
+    [
+        ([0.010, 0.012, 0.008, 0.011, 0.009], "fine-tuning is ahead of feature extraction"),
+        ([-0.010, -0.012, -0.008, -0.011, -0.009], "feature extraction is ahead of fine-tuning"),
+        (
+            [0.010, -0.012, 0.008, -0.011, 0.009],
+            "no difference between fine-tuning and feature extraction is detected at 5 seeds",
+        ),
+        ([0.004, 0.001, 0.006, -0.002, 0.005], "no difference between fine-tuning and feature extraction is detected"),
+    ],
+)
 def test_the_verdict_follows_the_interval(differences, wording):
     table = spread.spread(paired(differences), paired(differences)[0][0])
     difference = table["difference"]["top1_accuracy"]

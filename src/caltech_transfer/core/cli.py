@@ -1,0 +1,61 @@
+"""How a stage script or command runs: its arguments, its errors as one line saying what to do, and one way to
+stop (Ctrl-C and SIGTERM alike)."""
+
+import functools
+import os
+import signal
+import sys
+import time
+
+from .errors import UserError
+from .layout import MODES
+from .memory import AnonymousPeak, peak_memory
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (sent by `timeout`, schedulers, `dvc queue kill`, container stops), raised where the program
+    is, so it unwinds exactly like Ctrl-C: temporary folders are removed and outputs are left untouched."""
+
+
+_stage_pid = None
+
+
+def _terminate(signum, frame):
+    if os.getpid() != _stage_pid:  # a worker forked from the stage (a pool, a loader): just end, the stage cleans up
+        os._exit(128 + signum)
+    raise Terminated()
+
+
+def cli(main):
+    """Run `main`, turning UserError, Ctrl-C and SIGTERM into a one-line message and a non-zero exit."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        global _stage_pid
+        _stage_pid = os.getpid()
+        signal.signal(signal.SIGTERM, _terminate)
+        started, anonymous = time.time(), AnonymousPeak()
+        try:
+            result = main(*args, **kwargs)
+            print(f"{' '.join(sys.argv)}: {time.time() - started:.0f} s, {peak_memory(anonymous)}", file=sys.stderr)
+            return result
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt as err:
+            terminated = isinstance(err, Terminated)
+            print(
+                f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}): no output was written or changed; run the "
+                "same command again to continue (training resumes after its last finished epoch)",
+                file=sys.stderr,
+            )
+            sys.exit(143 if terminated else 130)
+
+    return wrapper
+
+
+def mode_argument(argv):
+    """The mode named on a stage script's command line, e.g. `python stages/train.py finetune`."""
+    if len(argv) != 2 or argv[1] not in MODES:
+        raise UserError(f"usage: python {argv[0]} {{{'|'.join(MODES)}}}")
+    return argv[1]

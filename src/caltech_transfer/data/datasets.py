@@ -1,0 +1,109 @@
+"""Datasets over the image cache, their transforms and loaders, and the nested subsets of a learning curve."""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import InterpolationMode, v2
+
+from ..core.errors import UserError
+from .cache import open_cache
+from .split import pool_size
+
+
+def nested_subset(rows, per_class):
+    """Indices of `per_class` rows of each class, the first ones of a fixed shuffle of that class's rows, so the
+    subset for k images per class lies inside the one for any larger k (the points of a learning curve)."""
+    by_class = {}
+    for i, (path, name, _) in enumerate(rows):
+        by_class.setdefault(name, []).append(i)
+    chosen = []
+    for name, indices in by_class.items():
+        random.Random(name).shuffle(indices)  # seeded by the class name: the same subsets for every run
+        chosen.extend(indices[:per_class])
+    return sorted(chosen)
+
+
+def check_shots(per_class, split_dir):
+    """Refuse a learning-curve point of k images per class that is empty or not smaller than the training pool
+    (the full pool is the baseline run itself)."""
+    pool = pool_size(split_dir)
+    if not 1 <= per_class < pool:
+        raise UserError(
+            f"curve.shots: {per_class} images per class is not between 1 and {pool - 1}, below the training pool "
+            f"of {pool} (the full pool is the baseline run itself); use values from 1 to {pool - 1}"
+        )
+
+
+class CachedImages(Dataset):
+    """Images of one split from the cache, as uint8 CHW tensors, with their class indices; with `per_class`,
+    only that many images of each class (`nested_subset`)."""
+
+    def __init__(self, cache_dir, split_dir, split, transform=None, per_class=None):
+        self.file, self.split = Path(cache_dir) / f"{split}.npy", split
+        pixels, rows = open_cache(cache_dir, split_dir, split)
+        self.image_bytes = pixels[0].nbytes
+        self.rows = list(range(len(rows))) if per_class is None else nested_subset(rows, per_class)
+        self.paths = [rows[i][0] for i in self.rows]
+        self.labels = torch.tensor([rows[i][2] for i in self.rows], dtype=torch.long)
+        self.transform = transform
+        self._pixels = None  # opened lazily so each loader worker maps the file itself
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def nbytes(self):
+        return self.image_bytes * len(self.rows)
+
+    def image(self, i):
+        if self._pixels is None:
+            self._pixels = np.load(self.file, mmap_mode="r")
+        return torch.from_numpy(np.array(self._pixels[self.rows[i]])).permute(2, 0, 1)
+
+    def __getitem__(self, i):
+        img = self.image(i)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.labels[i]
+
+
+def eval_transform(prep):
+    """Resize to input_size / crop_pct and centre-crop input_size, as the weights were evaluated."""
+    interpolation = InterpolationMode(prep["interpolation"])
+    return v2.Compose(
+        [v2.Resize(prep["resize_size"], interpolation=interpolation, antialias=True), v2.CenterCrop(prep["input_size"])]
+    )
+
+
+def train_transform(prep, augment, crop_scale_min):
+    """Random resized crop (of crop_scale_min to all of the image's area, the mode's own) and flip, plus colour
+    jitter and rotation when asked for: training data only."""
+    interpolation = InterpolationMode(prep["interpolation"])
+    steps = [
+        v2.RandomResizedCrop(
+            prep["input_size"], scale=(crop_scale_min, 1.0), interpolation=interpolation, antialias=True
+        )
+    ]
+    if augment["hflip"]:
+        steps.append(v2.RandomHorizontalFlip())
+    if augment["color_jitter"] > 0:
+        j = augment["color_jitter"]
+        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
+    if augment["rotation"] > 0:
+        steps.append(v2.RandomRotation(augment["rotation"], interpolation=interpolation))
+    return v2.Compose(steps)
+
+
+def make_loader(dataset, batch_size, workers=0, sampler=None):
+    """Worker processes persist across epochs: starting them anew each epoch costs seconds."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )

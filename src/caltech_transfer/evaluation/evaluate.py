@@ -1,0 +1,121 @@
+"""The `evaluate` stage: one trained mode on the test split. Never trains.
+
+Writes test.json (DVC metrics), per_class.csv, confusion.csv (the form DVC's confusion template reads,
+labelled with class names), predictions.csv and the test features (for the embedding plot). Every per-image
+file names the image, in the same order as features.npy, so plots and reports join by path.
+
+A feature_extract learning-curve point's frozen backbone gives exactly the test features `evaluate@feature_extract`
+already wrote, so its head is scored on those instead of running the backbone over the test split again (minutes
+per point on a CPU)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.errors import UserError
+from ..core.files import read_csv, write_csv, write_json
+from ..data.datasets import CachedImages, eval_transform, make_loader
+from ..data.split import read_classes, read_manifest
+from ..model.checkpoints import load_checkpoint, load_classifier
+from ..train.runtime import Runtime
+from .metrics import compute_metrics
+
+
+def evaluate(checkpoint, split_dir, cache_dir, out_dir, runtime_params, batch_size=64, workers=0):
+    """Evaluate one checkpoint on the test split and write its metrics files into out_dir."""
+    runtime = Runtime(runtime_params)
+    model, ckpt = load_classifier(checkpoint, runtime.device)
+    classes = ckpt["classes"]
+    if classes != read_classes(split_dir):
+        raise UserError(f"{checkpoint} was trained on other classes than {split_dir}/classes.txt; retrain (dvc repro)")
+    runtime.place(model)
+    test = CachedImages(cache_dir, split_dir, "test", eval_transform(ckpt["preprocessing"]))
+    batches = make_loader(test, batch_size, runtime.inference_workers(workers))
+    features, labels = runtime.infer(runtime.compiled(model.features), batches, f"evaluate {ckpt['mode']}")
+    with torch.inference_mode():
+        logits = model.head.float().cpu()(features)
+    check_finite(logits, checkpoint, ckpt["mode"])
+    summary, per_class, _ = compute_metrics(logits, labels, len(classes))
+    write_outputs(Path(out_dir), summary, per_class, logits, labels, test.paths, classes, features)
+    print(
+        f"{ckpt['mode']}: top-1 {summary['top1_accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
+        f"mean per-class {summary['mean_per_class_accuracy']:.4f} on {summary['images']} test images"
+    )
+    return summary
+
+
+def score_on_evaluated_features(checkpoint, baseline_checkpoint, baseline_metrics, split_dir, out_dir):
+    """Test metrics of a feature_extract point: its head on the test features of the baseline evaluation, which
+    came from the same frozen backbone (checked: same model params and preprocessing, same test images)."""
+    (model, point), baseline = load_classifier(checkpoint), load_checkpoint(baseline_checkpoint)
+    if (point["params"]["model"], point["preprocessing"]) != (baseline["params"]["model"], baseline["preprocessing"]):
+        raise UserError(
+            f"{baseline_checkpoint} was trained with other model params than this learning-curve point: "
+            "rerun the pipeline (dvc repro)"
+        )
+    rows = read_csv(Path(baseline_metrics) / "predictions.csv")
+    paths = [r["path"] for r in rows]
+    if paths != [path for path, _, _ in read_manifest(Path(split_dir) / "test.csv")]:
+        raise UserError(f"{baseline_metrics} holds another test split than {split_dir}: rerun dvc repro")
+    classes = point["classes"]
+    labels = torch.tensor([classes.index(r["true_class"]) for r in rows])
+    features = torch.from_numpy(np.load(Path(baseline_metrics) / "features.npy")).float()
+    with torch.inference_mode():
+        logits = model.head(features)
+    check_finite(logits, checkpoint, point["mode"])
+    summary, per_class, _ = compute_metrics(logits, labels, len(classes))
+    write_outputs(Path(out_dir), summary, per_class, logits, labels, paths, classes, features)
+    print(f"feature_extract, {len(rows)} test images: mean per-class {summary['mean_per_class_accuracy']:.4f}")
+    return summary
+
+
+def check_finite(logits, checkpoint, mode):
+    """Refuse outputs with NaN or infinity (a diverged training run) before any file or figure is made of them."""
+    broken = int((~torch.isfinite(logits).all(1)).sum())
+    if broken:
+        raise UserError(
+            f"{checkpoint} gives non-finite outputs (NaN or infinity) for {broken} of {len(logits)} test images: its "
+            f"training diverged; retrain it with a lower learning rate (train.{mode}_lr) or train.{mode}.grad_clip"
+        )
+
+
+def write_outputs(out_dir, summary, per_class, logits, labels, paths, classes, features):
+    write_json(out_dir / "test.json", summary)
+    write_csv(
+        out_dir / "per_class.csv",
+        ["class_name", "precision", "recall", "f1", "support"],
+        [
+            [
+                name,
+                f"{per_class['precision'][i]:.4f}",
+                f"{per_class['recall'][i]:.4f}",
+                f"{per_class['f1'][i]:.4f}",
+                int(per_class["support"][i]),
+            ]
+            for i, name in enumerate(classes)
+        ],
+    )
+    preds = logits.argmax(1)
+    write_csv(
+        out_dir / "confusion.csv",
+        ["path", "actual", "predicted"],
+        [[path, classes[t], classes[p]] for path, t, p in zip(paths, labels.tolist(), preds.tolist())],
+    )
+    top_p, top_i = logits.softmax(1).topk(min(5, len(classes)), dim=1)
+    write_csv(
+        out_dir / "predictions.csv",
+        ["path", "true_class", "predicted_class", "confidence", "top5_classes", "top5_probabilities"],
+        [
+            [
+                path,
+                classes[t],
+                classes[i[0]],
+                f"{p[0]:.4f}",
+                "|".join(classes[c] for c in i),
+                "|".join(f"{v:.4f}" for v in p),
+            ]
+            for path, t, p, i in zip(paths, labels.tolist(), top_p.tolist(), top_i.tolist())
+        ],
+    )
+    np.save(out_dir / "features.npy", features.half().numpy())

@@ -1,0 +1,171 @@
+"""What each training mode means, in one table: where the weights come from, which parts train at which
+learning rate, whether the backbone is frozen, and which data feeds the network that trains. The training
+loop reads this table and nothing else about modes.
+
+- finetune: pretrained backbone at train.finetune_lr, new head at train.head_lr; the head may train alone
+  for the first `train.finetune.freeze_epochs` epochs, or start from the head feature_extract trained
+  (`train.finetune.init_head: feature_extract`, LP-FT: Kumar et al. 2022);
+- scratch: random init, everything at train.scratch_lr;
+- feature_extract: pretrained backbone frozen (BatchNorm statistics included), the head at
+  train.feature_extract_lr, trained on backbone features computed once (on augmented images every epoch
+  with `train.feature_extract.augment: true`)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import TensorDataset
+
+from ..core.errors import UserError
+from ..data.datasets import CachedImages, eval_transform, make_loader, train_transform
+from ..data.device_batches import DeviceBatches, fits_on_device
+from ..model.checkpoints import load_checkpoint
+from ..model.factory import build_model, check_input_size
+from .distributed import ShardedSampler, gather_in_order, per_process, wrap
+
+
+@dataclass(frozen=True)
+class Mode:
+    pretrained: bool  # start from model.weights; else random init
+    learning_rates: dict  # part of the model (backbone, head) -> its learning-rate key in train.*
+    frozen: bool = False  # the backbone never trains and its BatchNorm keeps its statistics
+
+    def backbone_frozen(self, epoch, recipe):
+        return self.frozen or epoch < recipe.get("freeze_epochs", 0)
+
+    def features_once(self, recipe):
+        """A frozen backbone gives the same features every epoch unless its input is augmented."""
+        return self.frozen and not recipe.get("augment", False)
+
+
+MODES = {
+    "finetune": Mode(pretrained=True, learning_rates={"backbone": "finetune_lr", "head": "head_lr"}),
+    "scratch": Mode(pretrained=False, learning_rates={"backbone": "scratch_lr", "head": "scratch_lr"}),
+    "feature_extract": Mode(pretrained=True, learning_rates={"head": "feature_extract_lr"}, frozen=True),
+}
+
+
+def initial_model(mode, params, classes, models_dir, fit):
+    """(model, preprocessing) as the mode starts: pretrained or random weights, and the head of another mode's
+    checkpoint where the recipe's `init_head` names one (a linear probe first, then fine-tuning: LP-FT). The
+    preprocessing includes how the cache fitted images to squares (`fit`), so that `caltech-predict` fits new
+    images as training saw them."""
+    m, recipe = params["model"], params["train"][mode]
+    model, prep = build_model(
+        m["arch"],
+        m["weights"] if MODES[mode].pretrained else "none",
+        len(classes),
+        recipe.get("input_size") or m["input_size"],
+        m["crop_pct"],
+    )  # scratch may train smaller
+    check_input_size(model, prep["input_size"], m["arch"])
+    prep = {**prep, "fit": fit}
+    source = recipe.get("init_head", "none")
+    if source != "none":
+        ckpt = load_checkpoint(Path(models_dir) / f"{source}.pt")
+        if ckpt["params"]["model"] != m or ckpt["classes"] != classes:
+            raise UserError(
+                f"train.{mode}.init_head: {source} needs models/{source}.pt trained with the same model.* "
+                "params and classes: run dvc repro, or set init_head: none"
+            )
+        model.head.load_state_dict(
+            {k.removeprefix("head."): v for k, v in ckpt["state_dict"].items() if k.startswith("head.")}
+        )
+    return model, prep
+
+
+def param_groups(mode, model, train_params):
+    """The optimizer's parameter groups; freezes the backbone for good where the mode says so."""
+    spec = MODES[mode]
+    if spec.frozen:
+        model.backbone.requires_grad_(False)
+    return [
+        {"name": part, "params": list(getattr(model, part).parameters()), "lr": train_params[key]}
+        for part, key in spec.learning_rates.items()
+    ]
+
+
+def set_trainable(mode, model, learner, epoch, recipe):
+    """Train mode for the learner; a frozen backbone gets no gradients and keeps its BatchNorm statistics."""
+    frozen = MODES[mode].backbone_frozen(epoch, recipe)
+    learner.train()
+    if frozen and learner is model:
+        model.backbone.eval()
+    if not MODES[mode].frozen:
+        model.backbone.requires_grad_(not frozen)
+
+
+def loaders(mode, model, prep, params, paths, runtime, generator):
+    """(learner, train batches, val batches) of this process. The learner is the part of the model that learns from
+    the batches: the whole model on images, from loader
+    processes or, with train.data_path device (auto: on a GPU the cache fits), cut and augmented on the device;
+    or, where the backbone gives the same features every epoch, the head alone on those features, computed here
+    once. Under torchrun each process gets its share of every split (`distributed.ShardedSampler`)."""
+    recipe, workers, augment = params["train"][mode], params["train"]["workers"], params["augment"]
+    features_once = MODES[mode].features_once(recipe)
+    transform = eval_transform(prep) if features_once else train_transform(prep, augment, recipe["crop_scale_min"])
+    train_images = CachedImages(paths.cache, paths.split, "train", transform, per_class=paths.train_per_class)
+    val_images = CachedImages(paths.cache, paths.split, "val", eval_transform(prep))
+    batch = per_process(recipe["batch_size"])
+    shuffled = ShardedSampler(len(train_images), generator, shuffle=True)  # the engine seeds `generator` per epoch
+    if features_once:
+        model.eval()
+        train_set, val_set = [
+            TensorDataset(*once_per_image(model.features, images, batch, workers, runtime))
+            for images in (train_images, val_images)
+        ]
+        return (
+            model.head,
+            make_loader(train_set, batch, sampler=shuffled),
+            make_loader(val_set, batch, sampler=ShardedSampler(len(val_set))),
+        )
+    if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device):
+        common = dict(
+            batch_size=batch,
+            device=runtime.device,
+            size=prep["input_size"],
+            crop_fraction=prep["input_size"] / prep["resize_size"],
+        )
+        return (
+            model,
+            DeviceBatches(
+                train_images,
+                train=True,
+                sampler=shuffled,
+                scale_min=recipe["crop_scale_min"],
+                hflip=augment["hflip"],
+                generator=generator,
+                **common,
+            ),
+            DeviceBatches(val_images, train=False, sampler=ShardedSampler(len(val_images)), **common),
+        )
+    return (
+        model,
+        make_loader(train_images, batch, workers, sampler=shuffled),
+        make_loader(val_images, batch, workers, sampler=ShardedSampler(len(val_images))),
+    )
+
+
+def once_per_image(fn, images, batch, workers, runtime):
+    """(fn of every image, labels) in order; each process computes its share."""
+    outputs, labels = runtime.infer(
+        fn, make_loader(images, batch, workers, sampler=ShardedSampler(len(images))), f"features {images.split}"
+    )
+    return gather_in_order(outputs, len(images)), gather_in_order(labels, len(images))
+
+
+def training_network(mode, learner, recipe, runtime):
+    """The learner as the training steps run it: itself, or under torchrun its DDP wrapper; compiled if asked."""
+    return runtime.compiled(
+        wrap(
+            learner,
+            runtime.device,
+            batchnorm_trains=not MODES[mode].frozen,
+            some_frozen_epochs=recipe.get("freeze_epochs", 0) > 0,
+        )
+    )
+
+
+def use_device_path(choice, train_images, val_images, device):
+    if choice == "auto":
+        return device == "cuda" and fits_on_device(train_images.nbytes + val_images.nbytes, device)
+    return choice == "device"

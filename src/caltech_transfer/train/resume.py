@@ -1,0 +1,91 @@
+"""The state of a training run between epochs: history, best epoch (with a copy of its weights), time spent,
+and what the optimizer needs to continue. Written after every epoch to <checkpoint>.resume.pt, outside DVC's
+outputs, so an interrupted stage continues where it stopped and can still write every output at the end."""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..core.errors import UserError
+from ..model.checkpoints import load_checkpoint, save_checkpoint
+from .distributed import is_main
+
+
+@dataclass
+class RunState:
+    epoch: int = 0  # epochs completed
+    history: list = field(default_factory=list)
+    best: dict = None  # {"epoch", "val_accuracy", "val_loss"} of the best validation epoch
+    best_weights: dict = None  # a copy of the model's state_dict at that epoch
+    since_best: int = 0  # epochs since the best one, for early stopping
+    seconds: float = 0.0  # training time over all sessions of this run
+
+    def record(self, row, model):
+        """Add an epoch's row; keep a copy of the weights when its validation accuracy is the best so far
+        (ties broken by the lower validation loss). True when it is."""
+        self.history.append(row)
+        self.epoch = row["epoch"]
+        best = self.best
+        if best is None or (row["val_accuracy"], -row["val_loss"]) > (best["val_accuracy"], -best["val_loss"]):
+            self.best = {k: row[k] for k in ("epoch", "val_accuracy", "val_loss")}
+            # a real copy: the live weights keep changing after this epoch
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.since_best = 0
+            return True
+        self.since_best += 1
+        return False
+
+
+def fingerprint(mode, params, training_images):
+    """Identifies the run a resume state belongs to: same mode, params and training images."""
+    blob = json.dumps([mode, params, training_images], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def resume_path(checkpoint_path):
+    checkpoint_path = Path(checkpoint_path)
+    return checkpoint_path.with_name(checkpoint_path.stem + ".resume.pt")
+
+
+def save(path, run_fingerprint, state, model, optimizer, scheduler, scaler):
+    if not is_main():  # every process holds the same state; one writes it
+        return
+    save_checkpoint(
+        {
+            "fingerprint": run_fingerprint,
+            "state": asdict(state),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+        },
+        path,
+    )
+
+
+def load(path, run_fingerprint, model, optimizer, scheduler, scaler, device):
+    """The saved RunState, with model and optimizer restored, when `path` holds a state of this very run;
+    otherwise a fresh RunState. A damaged file is moved aside (the model may be half-loaded by then, so the
+    run stops, and the next one starts afresh)."""
+    path = Path(path)
+    if not path.exists():
+        return RunState()
+    try:
+        saved = load_checkpoint(path, device, ("fingerprint", "state", "model", "optimizer", "scheduler", "scaler"))
+        if saved["fingerprint"] != run_fingerprint:
+            return RunState()
+        state = RunState(**saved["state"])
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+    except (UserError, RuntimeError, ValueError, KeyError, TypeError) as err:
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        raise UserError(
+            f"cannot resume from {path} ({err}); it was moved to {aside}: run the stage again to start afresh"
+        ) from None
+    if is_main():
+        print(f"resuming after epoch {state.epoch} from {path}")
+    return state

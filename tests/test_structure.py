@@ -1,0 +1,171 @@
+"""The package's shape: layers that import only downwards, and stage deps in dvc.yaml that cover every module a
+stage runs, so that DVC reruns a stage whenever code it runs changes."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from caltech_transfer.core.errors import UserError
+from caltech_transfer.core.params import SCHEMA, read_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "caltech_transfer"
+LAYERS = ("core", "data", "model", "train", "evaluation", "results")  # each imports only from those before it
+# Modules a stage runs that its deps may leave out, each with the reason its change cannot alter any output.
+NOT_DEPS = {"src/caltech_transfer/__init__.py": "the package's docstring: no code (checked below)"}
+TORCH_FREE_STAGES = ("download", "split", "cache", "plot", "report")
+
+
+def module_file(name):
+    """The file of module `caltech_transfer.x.y`, or None when `name` is not one (a function, a class)."""
+    path = PACKAGE.joinpath(*name.split(".")[1:])
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(file):
+    """The package modules `file` imports, with the packages whose __init__ runs on the way."""
+    package = None  # a stage script is outside the package: no relative imports
+    if file.is_relative_to(PACKAGE):
+        package = ".".join(("caltech_transfer", *file.relative_to(PACKAGE).parent.parts))
+    names = []
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + [node.module] if node.module else parts)
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] != "caltech_transfer":
+            continue
+        for end in range(1, len(parts) + 1):  # caltech_transfer, caltech_transfer.data, ...: each __init__ runs
+            path = module_file(".".join(parts[:end]))
+            if path is not None:
+                found.add(path)
+    return found
+
+
+def closure(script):
+    """Every package file that running `script` imports, directly or through other modules."""
+    seen, todo = set(), [script]
+    while todo:
+        for path in imported_modules(todo.pop()):
+            if path not in seen:
+                seen.add(path)
+                todo.append(path)
+    return seen
+
+
+def stages(dvc_yaml=ROOT / "dvc.yaml"):
+    """{stage: (script, deps)} for every stage of dvc.yaml (a foreach stage once, as its template)."""
+    result = {}
+    for name, entry in read_yaml(dvc_yaml)["stages"].items():
+        entry = entry.get("do", entry)
+        script = next(word for word in entry["cmd"].split() if word.endswith(".py"))
+        result[name] = (ROOT / script, [str(dep) for dep in entry.get("deps", [])])
+    return result
+
+
+def uncovered(stage_table):
+    """{stage: [package files it runs that none of its deps covers]}, only the stages with any."""
+    missing = {}
+    for name, (script, deps) in stage_table.items():
+        for path in sorted(closure(script)):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel not in NOT_DEPS and not any(rel == dep or rel.startswith(dep.rstrip("/") + "/") for dep in deps):
+                missing.setdefault(name, []).append(rel)
+    return missing
+
+
+def test_every_stage_depends_on_the_code_it_runs():
+    assert uncovered(stages()) == {}
+
+
+def test_a_dep_left_out_is_caught():
+    table = stages()
+    script, deps = table["train_finetune"]
+    table["train_finetune"] = (script, [d for d in deps if d != "src/caltech_transfer/train"])
+    missing = uncovered(table)
+    assert list(missing) == ["train_finetune"]
+    assert "src/caltech_transfer/train/engine.py" in missing["train_finetune"]
+
+
+def test_stages_depend_on_their_own_script():
+    for name, (script, deps) in stages().items():
+        assert script.relative_to(ROOT).as_posix() in deps, name
+
+
+def test_what_deps_may_leave_out_runs_no_code():
+    for rel in NOT_DEPS:
+        body = ast.parse((ROOT / rel).read_text()).body
+        assert len(body) <= 1 and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
+
+def layer(path):
+    parts = path.relative_to(PACKAGE).parts
+    return LAYERS.index(parts[0]) if len(parts) > 1 else -1  # the package's own __init__ is below every layer
+
+
+def test_every_module_lives_in_a_layer():
+    loose = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    assert loose == []
+    assert sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(LAYERS)
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_imports_flow_down_the_layers(path):
+    above = [
+        imported.relative_to(PACKAGE).as_posix() for imported in imported_modules(path) if layer(imported) > layer(path)
+    ]
+    assert above == [], f"{path.relative_to(PACKAGE)} imports from a layer above its own"
+
+
+def test_results_hold_no_training_or_model_code():
+    for stage in ("plot", "report"):
+        script, _ = stages()[stage]
+        layers = {LAYERS[layer(p)] for p in closure(script) if layer(p) >= 0}
+        assert layers <= {"core", "data", "results"}, stage
+
+
+@pytest.mark.parametrize("stage", TORCH_FREE_STAGES)
+def test_stages_that_run_no_network_load_no_torch(stage):
+    script, _ = stages()[stage]
+    modules = sorted(
+        "caltech_transfer." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+        for p in closure(script)
+    )
+    probe = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "False", f"{stage} loads torch through {modules}"
+
+
+def test_one_list_of_modes_and_of_fits():
+    from caltech_transfer.core.layout import MODES
+    from caltech_transfer.data.images import FITS
+    from caltech_transfer.train.modes import MODES as MODE_TABLE
+
+    assert tuple(MODE_TABLE) == MODES
+    with pytest.raises(UserError, match=f"one of {', '.join(FITS)}$"):  # the params accept exactly the fits there are
+        SCHEMA["cache.fit"]("cache.fit", "stretch")
+    assert all(SCHEMA["cache.fit"]("cache.fit", fit) == fit for fit in FITS)
+
+
+@pytest.mark.parametrize("folder", ["src", "stages", "benchmarks"])
+def test_functions_are_short(folder):
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert long == []
