@@ -4,7 +4,8 @@
    epoch, fp32, 2 loader workers, a plain loop that reads the loss every step;
 2. project: this project's path exactly as the stages run it (the cache, `modes.loaders`, `engine.train_one_epoch`,
    `Runtime.infer`, with the project's params.yaml for augmentation, workers, precision and data path);
-3. compute: the same model, precision and memory format on random tensors already on the device (the limit).
+3. compute: the same model, precision and memory format on random tensors already on the device (the limit);
+4. data: the project's data path alone, its batches moved to the device and no network: the headroom it leaves.
 
     python benchmarks/speed.py [--arch resnet18] [--size 224] [--batch 32] [--steps 6] [--repeats 2] [--device auto]
 
@@ -30,7 +31,7 @@ from caltech_transfer.core.layout import RunPaths
 from caltech_transfer.core.params import load_params
 from caltech_transfer.data import split
 from caltech_transfer.data.cache import build_cache
-from caltech_transfer.data.datasets import CachedImages, eval_transform, make_loader
+from caltech_transfer.data.datasets import CachedImages, eval_batches, eval_transform
 from caltech_transfer.data.device_batches import DeviceBatches
 from caltech_transfer.data.images import load_rgb
 from caltech_transfer.model.factory import build_model
@@ -119,17 +120,18 @@ def seeds_way(model, rows, root, batch, device, mean, std, repeats):
 
 
 def project_way(model, prep, params, paths, batch, runtime, eval_workers, repeats):
-    """((train img/s, eval img/s), data path) through the project's own loaders, loop and inference, as the
-    train and evaluate stages run them."""
+    """((train img/s, eval img/s), data path, (train img/s, eval img/s) of the data path alone) through the project's
+    own loaders, loop and inference, as the train and evaluate stages run them."""
     params["train"]["finetune"]["batch_size"] = batch
     runtime.place(model)
     learner, train, _ = loaders("finetune", model, prep, params, paths, runtime, torch.Generator())
-    test = make_loader(CachedImages(paths.cache, paths.split, "train", eval_transform(prep)), batch, eval_workers)
+    evaluated = CachedImages(paths.cache, paths.split, "train", eval_transform(prep))
+    test = eval_batches(evaluated, prep, batch, eval_workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
     steps = Optimization(optimizer, scheduler, scaler, nn.CrossEntropyLoss(label_smoothing=0.1), grad_clip=0.0)
-    count = len(test.dataset)
+    count = len(evaluated)
 
     def train_epoch():
         train_one_epoch(learner, train, steps, runtime, "project train")
@@ -140,8 +142,17 @@ def project_way(model, prep, params, paths, batch, runtime, eval_workers, repeat
         model.head.float().cpu()(features)
         model.head.to(runtime.device)
 
+    def delivered(batches):
+        def data_epoch():
+            for inputs, _ in batches:
+                runtime.to_device(inputs)
+
+        data_epoch.__qualname__ = f"data {'train' if batches is train else 'eval'}"
+        return timed(data_epoch, count, runtime.device, repeats)
+
     path = "device" if isinstance(train, DeviceBatches) else "loader"
-    return (timed(train_epoch, count, runtime.device, repeats), timed(eval_epoch, count, runtime.device, repeats)), path
+    speeds = timed(train_epoch, count, runtime.device, repeats), timed(eval_epoch, count, runtime.device, repeats)
+    return speeds, path, (delivered(train), delivered(test))
 
 
 def compute_only(model, size, batch, steps, runtime, repeats):
@@ -333,10 +344,11 @@ def main():
         if args.eval_workers is None
         else args.eval_workers
     )
-    results["project"], data_path = project_way(
+    results["project"], data_path, data_only = project_way(
         *fresh_model(), params, paths, args.batch, runtime, eval_workers, args.repeats
     )
     results["compute"] = compute_only(fresh_model()[0], args.size, args.batch, args.steps, runtime, args.repeats)
+    results["data"] = data_only
     report = summary(args, results, runtime, len(train_rows), data_path, params, eval_workers, seeds_peak)
     print_table(args, report, results, runtime)
     name = f"speed-{runtime.device}-{data_path}" + ("-compiled" if args.compile else "")

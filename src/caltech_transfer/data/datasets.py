@@ -44,7 +44,7 @@ class CachedImages(Dataset):
     def __init__(self, cache_dir, split_dir, split, transform=None, per_class=None):
         self.file, self.split = Path(cache_dir) / f"{split}.npy", split
         pixels, rows = open_cache(cache_dir, split_dir, split)
-        self.image_bytes = pixels[0].nbytes
+        self.image_bytes, self.size = pixels[0].nbytes, pixels.shape[1]  # the cached squares' side
         self.rows = list(range(len(rows))) if per_class is None else nested_subset(rows, per_class)
         self.paths = [rows[i][0] for i in self.rows]
         self.labels = torch.tensor([rows[i][2] for i in self.rows], dtype=torch.long)
@@ -95,6 +95,38 @@ def train_transform(prep, augment, crop_scale_min):
     if augment["rotation"] > 0:
         steps.append(v2.RandomRotation(augment["rotation"], interpolation=interpolation))
     return v2.Compose(steps)
+
+
+def eval_batches(images, prep, batch_size, workers=0, sampler=None):
+    """Evaluation batches of `images` (CachedImages made with `eval_transform(prep)`), in order or in the sampler's.
+    Where the evaluation's resize keeps the cached size, its centre crop is a slice of the cached pixels, cut for a
+    whole batch at once in this process (`CentreCrops`); otherwise each image goes through the transform in a loader.
+    Both give the same pixels (tests/test_datasets.py)."""
+    if prep["resize_size"] == images.size:
+        return CentreCrops(images, prep["input_size"], batch_size, sampler)
+    return make_loader(images, batch_size, workers, sampler=sampler)
+
+
+class CentreCrops:
+    """Batches of (uint8 NCHW centre crops, labels) sliced from the memory-mapped cache, as a DataLoader over
+    `images` with a resize to the cached size (the identity) and a centre crop would give them, without per-image
+    work or loader processes."""
+
+    def __init__(self, images, size, batch_size, sampler=None):
+        self.images, self.size, self.batch_size = images, size, batch_size
+        self.order = list(sampler) if sampler is not None else list(range(len(images)))
+        self.offset = int(round((images.size - size) / 2.0))  # where torchvision's CenterCrop starts
+
+    def __len__(self):
+        return -(-len(self.order) // self.batch_size)
+
+    def __iter__(self):
+        pixels = np.load(self.images.file, mmap_mode="r")
+        window = slice(self.offset, self.offset + self.size)
+        for start in range(0, len(self.order), self.batch_size):
+            chosen = self.order[start : start + self.batch_size]
+            crops = pixels[[self.images.rows[i] for i in chosen], window, window]
+            yield torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous(), self.images.labels[chosen]
 
 
 def make_loader(dataset, batch_size, workers=0, sampler=None):

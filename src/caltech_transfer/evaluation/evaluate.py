@@ -15,7 +15,7 @@ import torch
 
 from ..core.errors import UserError
 from ..core.files import read_csv, write_csv, write_json
-from ..data.datasets import CachedImages, eval_transform, make_loader
+from ..data.datasets import CachedImages, eval_batches, eval_transform
 from ..data.split import read_classes, read_manifest
 from ..model.checkpoints import load_checkpoint, load_classifier
 from ..train.runtime import Runtime
@@ -31,7 +31,7 @@ def evaluate(checkpoint, split_dir, cache_dir, out_dir, runtime_params, batch_si
         raise UserError(f"{checkpoint} was trained on other classes than {split_dir}/classes.txt; retrain (dvc repro)")
     runtime.place(model)
     test = CachedImages(cache_dir, split_dir, "test", eval_transform(ckpt["preprocessing"]))
-    batches = make_loader(test, batch_size, runtime.inference_workers(workers))
+    batches = eval_batches(test, ckpt["preprocessing"], batch_size, runtime.inference_workers(workers))
     features, labels = runtime.infer(runtime.compiled(model.features), batches, f"evaluate {ckpt['mode']}")
     with torch.inference_mode():
         logits = model.head.float().cpu()(features)

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch.utils.data import TensorDataset
 
 from ..core.errors import UserError
-from ..data.datasets import CachedImages, eval_transform, make_loader, train_transform
+from ..data.datasets import CachedImages, eval_batches, eval_transform, make_loader, train_transform
 from ..data.device_batches import DeviceBatches, fits_on_device
 from ..model.checkpoints import load_checkpoint
 from ..model.factory import build_model, check_input_size
@@ -110,7 +110,7 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     if features_once:
         model.eval()
         train_set, val_set = [
-            TensorDataset(*once_per_image(model.features, images, batch, workers, runtime))
+            TensorDataset(*once_per_image(model.features, images, prep, batch, workers, runtime))
             for images in (train_images, val_images)
         ]
         return (
@@ -141,14 +141,14 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     return (
         model,
         make_loader(train_images, batch, workers, sampler=shuffled),
-        make_loader(val_images, batch, workers, sampler=ShardedSampler(len(val_images))),
+        eval_batches(val_images, prep, batch, workers, sampler=ShardedSampler(len(val_images))),
     )
 
 
-def once_per_image(fn, images, batch, workers, runtime):
+def once_per_image(fn, images, prep, batch, workers, runtime):
     """(fn of every image, labels) in order; each process computes its share."""
     outputs, labels = runtime.infer(
-        fn, make_loader(images, batch, workers, sampler=ShardedSampler(len(images))), f"features {images.split}"
+        fn, eval_batches(images, prep, batch, workers, ShardedSampler(len(images))), f"features {images.split}"
     )
     return gather_in_order(outputs, len(images)), gather_in_order(labels, len(images))
 
