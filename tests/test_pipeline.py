@@ -194,7 +194,7 @@ def test_metrics_and_plots_are_declared(repo):
         assert "best_val_accuracy" in files[f"metrics/{mode}/train.json"]["data"]
     plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)
     names = set(plots.get("data", plots))
-    for expected in ("Validation accuracy", "Test confusion matrix", "plots/curves.png", "plots/embedding.png"):
+    for expected in ("Validation accuracy", "plots/curves.png", "plots/confusion_finetune.png", "plots/embedding.png"):
         assert any(expected in name for name in names), (expected, names)
     table = dvc(repo, "exp", "show", "--csv").stdout.splitlines()
     assert "train.finetune_lr" in table[0] and "mean_per_class_accuracy" in table[0]
@@ -215,6 +215,19 @@ def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
     assert "metrics/finetune/train.json" in changed
     assert not {p for p in changed if "scratch" in p or "feature_extract" in p}
+
+    # the spread reads the runs through dvc.api.exp_show(): the workspace's params as params.yaml holds them
+    script = (
+        "import json; from caltech_transfer.results.spread import runs_from_dvc; print(json.dumps(runs_from_dvc()))"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], cwd=repo, env=environment(), capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    (params, metrics), *others = json.loads(shown.stdout)
+    assert params == read_yaml(repo / "params.yaml") and params["train"]["finetune_lr"] == 1e-5
+    assert metrics["metrics/finetune/test.json"] == json.loads(
+        (repo / "metrics" / "finetune" / "test.json").read_text()
+    )
+    assert {run[0]["train"]["finetune_lr"] for run in others} >= {1e-5}  # the experiment itself
 
 
 def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):

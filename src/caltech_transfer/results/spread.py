@@ -10,11 +10,10 @@ for the same params (a clone does not carry the experiments that made them). met
 it was computed for; the report uses it only while they still hold."""
 
 import argparse
+import ast
 import json
 import math
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 from scipy import stats
@@ -23,7 +22,7 @@ from ..core.cli import cli
 from ..core.errors import UserError
 from ..core.files import read_json, write_json
 from ..core.layout import MODES
-from ..core.params import read_yaml
+from ..core.params import SCHEMA, read_yaml, set_dotted
 
 METRICS = ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
 METRIC_NAMES = {"top1_accuracy": "top-1", "top5_accuracy": "top-5", "mean_per_class_accuracy": "mean per-class"}
@@ -35,20 +34,42 @@ CONFIDENCE = 0.95
 
 
 def runs_from_dvc():
-    """(params, {metrics file: values}) of the workspace and every experiment `dvc exp show` lists."""
-    result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
-    if result.returncode:
-        raise UserError(f"dvc exp show failed: {result.stderr.strip().splitlines()[-1:]}")
+    """(params, {metrics file: values}) of the workspace, its commit and every experiment, from dvc.api.exp_show().
+    Its table flattens each value to a number or a string, which `literal` reads back."""
+    import dvc.api  # slow to import, and needed by this command only
+
+    try:
+        rows = dvc.api.exp_show()
+    except Exception as err:  # DVC raises many kinds (no repository, no Git, a broken experiment ref)
+        raise UserError(f"dvc.api.exp_show() failed: {str(err).splitlines()[0]}") from None
     runs = []
-    for baseline in json.loads(result.stdout):
-        revs = [baseline] + [rev for exp in baseline.get("experiments") or [] for rev in exp["revs"]]
-        for rev in revs:
-            data = rev.get("data") or {}
-            metrics = {path: entry.get("data", {}) for path, entry in (data.get("metrics") or {}).items()}
-            params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
-            if params:
-                runs.append((params, metrics))
+    for row in rows:
+        params, metrics = {}, {}
+        for column, value in row.items():
+            name = column.removeprefix("params.yaml:")  # DVC prefixes a name that two files share
+            if value is not None and name in SCHEMA:
+                set_dotted(params, name, literal(value))
+            elif value is not None and column.startswith("metrics/") and ":" in column:
+                path, key = column.split(":", 1)
+                metrics.setdefault(path, {})[key] = value
+        if params:
+            runs.append((params, metrics))
     return runs
+
+
+def literal(value):
+    """A value of exp_show's table as params.yaml holds it: 30.0 -> 30, 'None' -> None, 'False' -> False,
+    '[0.8, 0.1, 0.1]' -> a list; any other string as it is."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [literal(v) for v in value]
+    return value
 
 
 def without_seed(params):
