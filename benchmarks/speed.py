@@ -253,6 +253,7 @@ def prepare_images(args, workdir):
             f"--steps {args.steps} at --batch {args.batch} needs {per_class + 3} images of each class; the smallest "
             f"Caltech-101 class has {SMALLEST_CLASS}: use at most --steps {(SMALLEST_CLASS - 3) * 101 // args.batch}"
         )
+    workdir = workdir / f"{per_class + 3}-per-class"  # a --workdir kept between runs of other sizes holds each apart
     root = images_folder(workdir, per_class + 3, args.archive)
     paths = RunPaths(workdir / "split", workdir / "cache", workdir / "unused.pt", workdir / "metrics", workdir / "logs")
     split_params = {

@@ -169,3 +169,8 @@ def test_functions_are_short(folder):
         if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 60
     ]
     assert long == []
+
+
+def test_byte_code_is_no_dep():
+    """Folder deps would otherwise change with every import that writes __pycache__ (another Python, another clone)."""
+    assert "__pycache__/" in (ROOT / ".dvcignore").read_text().split()
