@@ -397,6 +397,7 @@ def test_weights_of_the_same_names_but_other_shapes_are_refused(small_dataset, t
         f"error: weights {tmp_path / 'other.pth'} do not fit this architecture: 1 tensors have other shapes (e.g. "
         "layer1.0.conv1.weight: (64, 64, 5, 5) in the file, (64, 64, 3, 3) here); give weights of model.arch"
     )
+    assert not (root / "models").exists()
 
 
 def test_a_learning_curve_point_of_no_images_is_refused(small_dataset, tmp_path):
