@@ -240,7 +240,9 @@ def parse_args():
     )
     parser.add_argument("--archive", type=Path, default=ARCHIVE, help="the Caltech-101 zip (default: ../shared's)")
     parser.add_argument("--workdir", default=None, help="keeps the extracted images and cache between runs")
-    parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/speed-<device>.json)")
+    parser.add_argument(
+        "--out", default=None, help="JSON file (default: benchmarks/results/, named by device, CPU kind and data path)"
+    )
     return parser.parse_args()
 
 
@@ -352,7 +354,8 @@ def main():
     results["data"] = data_only
     report = summary(args, results, runtime, len(train_rows), data_path, params, eval_workers, seeds_peak)
     print_table(args, report, results, runtime)
-    name = f"speed-{runtime.device}-{data_path}" + ("-compiled" if args.compile else "")
+    cpu_kind = "-native-bf16" if runtime.device == "cpu" and cpu_has_fast_bf16() else ""  # CPU kinds kept apart
+    name = f"speed-{runtime.device}{cpu_kind}-{data_path}" + ("-compiled" if args.compile else "")
     out = Path(args.out or PROJECT / "benchmarks" / "results" / f"{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
