@@ -1,6 +1,7 @@
 """How a stage script or command runs: its arguments, its errors as one line saying what to do, and one way to
 stop (Ctrl-C and SIGTERM alike)."""
 
+import contextlib
 import functools
 import os
 import signal
@@ -18,12 +19,30 @@ class Terminated(KeyboardInterrupt):
 
 
 _stage_pid = None
+_deferring, _deferred = 0, []
 
 
 def _terminate(signum, frame):
     if os.getpid() != _stage_pid:  # a worker forked from the stage (a pool, a loader): just end, the stage cleans up
         os._exit(128 + signum)
+    if _deferring:
+        _deferred.append(signum)
+        return
     raise Terminated()
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """SIGTERM waits until the block is done: raised inside torch.save, it gave way to the zip writer's own error."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _deferred:
+            _deferred.clear()
+            raise Terminated()
 
 
 def cli(main):

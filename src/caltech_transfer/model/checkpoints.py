@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.cli import uninterrupted
 from ..core.errors import UserError
 from ..core.files import atomic_path
 from .factory import build_model
@@ -16,8 +17,8 @@ CLASSIFIER_KEYS = ("state_dict", "arch", "mode", "classes", "preprocessing")
 def save_checkpoint(obj, path):
     """torch.save through a temporary file. Saved through a file object, the archive's inner folder is named
     `archive`; saved to a path it takes the temporary file's name, process id included, and the same weights would
-    give another file (and another DVC hash) on every run."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    give another file (and another DVC hash) on every run. A SIGTERM waits until the file is in place."""
+    with uninterrupted(), atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
 
 
