@@ -62,7 +62,7 @@ def finished(proc):
 
 
 def summary(folder):
-    return read_yaml(folder / "metrics" / "finetune" / "train.json")
+    return read_yaml(folder / "metrics" / "finetune" / "train" / "metrics.json")
 
 
 def test_two_processes_learn_like_one_with_the_same_effective_batch(small_dataset, tmp_path):
@@ -77,7 +77,8 @@ def test_two_processes_learn_like_one_with_the_same_effective_batch(small_datase
     # 0.1 of each other in validation accuracy (the synthetic validation split has 12 images).
     assert abs(two["best_val_accuracy"] - one["best_val_accuracy"]) <= 0.1
     assert sorted(p.name for p in (double / "models").iterdir()) == ["finetune.pt"]
-    assert sorted(p.name for p in (double / "metrics" / "finetune").iterdir()) == ["history.tsv", "train.json"]
+    assert sorted(p.name for p in (double / "metrics" / "finetune").iterdir()) == ["history.tsv", "train"]
+    assert summary(double)["step"] == EPOCHS  # DVCLive's files: one process wrote them
     history = (double / "metrics" / "finetune" / "history.tsv").read_text().splitlines()
     assert len(history) == 1 + EPOCHS
 

@@ -1,5 +1,6 @@
 import copy
 import csv
+import json
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import torchvision
 from caltech_transfer.core.errors import UserError
 from caltech_transfer.model.factory import build_model
 from caltech_transfer.train import engine
+from caltech_transfer.train.mixing import BatchMixer
 from caltech_transfer.train.modes import param_groups
 from caltech_transfer.train.runtime import glibc, resolve_device
 from conftest import LEARNS, data_paths, stage_params
@@ -245,7 +247,12 @@ def test_the_training_loop_waits_for_the_device_only_every_few_steps(monkeypatch
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     steps = engine.Optimization(
-        optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), torch.nn.CrossEntropyLoss(), grad_clip=0.0
+        optimizer,
+        scheduler,
+        torch.amp.GradScaler("cpu", enabled=False),
+        torch.nn.CrossEntropyLoss(),
+        grad_clip=0.0,
+        mixer=None,
     )
     syncs = []
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
@@ -285,3 +292,84 @@ def test_freed_memory_is_kept_between_steps_and_released_between_phases():
     """)
     released = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert int(released) > 200 << 20
+
+
+def live_steps(out, name="val_accuracy"):
+    """The epochs DVCLive's plot file of `name` holds, in order."""
+    lines = (out / "metrics" / "train" / "plots" / "metrics" / f"{name}.tsv").read_text().splitlines()
+    assert lines[0] == f"step\t{name}"
+    return [int(line.split("\t")[0]) for line in lines[1:]]
+
+
+def test_live_metrics_hold_each_epoch_once_after_a_crash_the_resume_state_missed(small_dataset, tmp_path, monkeypatch):
+    """DVCLive writes an epoch before the resume state records it; a crash between the two leaves the live files one
+    epoch ahead, and the resumed run still logs every epoch exactly once."""
+    settings = {"train.scratch.epochs": 3, "train.scratch.batch_size": 8}
+    save = engine.resume.save
+
+    def crash_before_saving_epoch_2(path, run_id, state, *rest):
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+        save(path, run_id, state, *rest)
+
+    monkeypatch.setattr(engine.resume, "save", crash_before_saving_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run("scratch", small_dataset, tmp_path, **settings)
+    assert live_steps(tmp_path) == [1, 2]  # epoch 2 logged, the resume state still at epoch 1
+    monkeypatch.setattr(engine.resume, "save", save)
+    summary, _ = run("scratch", small_dataset, tmp_path, **settings)
+    for name in ("train_loss", "val_accuracy", "lr_backbone", "images_per_second"):
+        assert live_steps(tmp_path, name) == [1, 2, 3], name
+    live = json.loads((tmp_path / "metrics" / "train" / "metrics.json").read_text())
+    assert live == {**summary, "step": 3}
+    assert set(live) == {
+        "step",
+        "val_accuracy",
+        "best_epoch",
+        "best_val_accuracy",
+        "train_seconds",
+        "device",
+        "precision",
+    }
+    assert live["precision"] == "fp32"
+    assert live["val_accuracy"] == pytest.approx(float(history(tmp_path)[-1]["val_accuracy"]), abs=1e-6)
+
+
+def test_mixup_blends_and_cutmix_pastes_the_share_they_report():
+    torch.manual_seed(0)
+    images = torch.stack([torch.full((3, 16, 16), 10.0 * (i + 1)) for i in range(4)])
+    targets = torch.arange(4)
+    mixed, mixed_in, keep = BatchMixer(mixup_alpha=0.4, cutmix_alpha=0.0)(images, targets)
+    assert 0 < keep < 1 and mixed.dtype == torch.float32
+    assert torch.allclose(mixed, keep * images + (1 - keep) * images[mixed_in])  # each image's colour is its label's
+
+    for _ in range(20):
+        mixed, mixed_in, keep = BatchMixer(mixup_alpha=0.0, cutmix_alpha=1.0)(images, targets)
+        for i in range(4):
+            unchanged = (mixed[i] == images[i]).all(0).float().mean().item()
+            expected = 1.0 if mixed_in[i] == i else keep
+            assert unchanged == pytest.approx(expected), (i, unchanged, keep)
+    assert BatchMixer.of({"mixup_alpha": 0.0, "cutmix_alpha": 0.0}) is None and BatchMixer.of({}) is None
+
+
+def test_trivial_augment_runs_in_the_loader_and_a_mixed_scratch_run_learns(small_dataset, tmp_path):
+    summary, _ = run(
+        "scratch",
+        small_dataset,
+        tmp_path,
+        **{
+            "train.scratch.epochs": 2,
+            "train.scratch.batch_size": 8,
+            "train.scratch.auto_augment": "trivial",
+            "train.scratch.mixup_alpha": 0.2,
+            "train.scratch.cutmix_alpha": 1.0,
+        },
+    )
+    assert summary["best_epoch"] in (1, 2) and len(history(tmp_path)) == 2
+    with pytest.raises(UserError, match="train.data_path: device has no per-image augmentation"):
+        run(
+            "scratch",
+            small_dataset,
+            tmp_path / "device",
+            **{"train.scratch.epochs": 1, "train.scratch.auto_augment": "trivial", "train.data_path": "device"},
+        )

@@ -21,14 +21,13 @@ def test_metrics_equal_scikit_learn():
     assert summary["top1_accuracy"] == pytest.approx(skm.accuracy_score(labels, preds))
     assert summary["top5_accuracy"] == pytest.approx(skm.top_k_accuracy_score(labels, logits, k=5))
     assert summary["mean_per_class_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels, preds))
-    assert summary["loss"] == pytest.approx(skm.log_loss(labels, torch.tensor(logits).softmax(1).numpy()), rel=1e-5)
     assert (matrix == skm.confusion_matrix(labels, preds)).all()
     report = skm.precision_recall_fscore_support(labels, preds, zero_division=0)
     for got, expected in zip(
         (per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"]), report
     ):
         np.testing.assert_allclose(got, expected)
-    assert summary["macro_f1"] == pytest.approx(skm.f1_score(labels, preds, average="macro", zero_division=0))
+    assert sorted(summary) == ["mean_per_class_accuracy", "top1_accuracy", "top5_accuracy"]  # few DVC metrics
     assert summary["top1_accuracy"] != summary["mean_per_class_accuracy"]
 
 
@@ -64,9 +63,10 @@ def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained,
     assert all(torch.equal(after[k], v) for k, v in saved.items())
     out = trained / "metrics" / "finetune"
     assert json.loads((out / "test.json").read_text()) == summary
-    assert summary["images"] == 18 and summary["mean_per_class_accuracy"] >= 0.9
+    assert summary["mean_per_class_accuracy"] >= 0.9
     test_paths = [path for path, _, _ in read_manifest(small_dataset / "split" / "test.csv")]
     predictions = (out / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == 1 + 18
     assert predictions[0] == "path,true_class,predicted_class,confidence,top5_classes,top5_probabilities"
     assert [line.split(",")[0] for line in predictions[1:]] == test_paths
     confusion = (out / "confusion.csv").read_text().splitlines()

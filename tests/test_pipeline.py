@@ -131,12 +131,13 @@ def test_the_report_quotes_the_metrics_files(repo):
     report = (repo / "report.md").read_text().splitlines()
     for mode in ("finetune", "scratch", "feature_extract"):
         test = json.loads((repo / "metrics" / mode / "test.json").read_text())
-        train = json.loads((repo / "metrics" / mode / "train.json").read_text())
+        train = json.loads((repo / "metrics" / mode / "train" / "metrics.json").read_text())
         cells = [c.strip() for c in next(line for line in report if line.startswith(f"| {mode} |")).split("|")]
         assert [float(c) for c in cells[2:5]] == [
             round(test[k], 4) for k in ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
         ]
         assert cells[5] == f"{train['best_epoch']} ({train['best_val_accuracy']:.3f})"
+        assert cells[7] == f"{train['device']}, {train['precision']}" and train["precision"] == "fp32"
     curve = read_csv(repo / "report" / "learning_curve.tsv", "\t")
     assert [int(r["images_per_class"]) for r in curve] == [2, 4, 8]  # curve.shots, then the full pool
     for r in curve:
@@ -191,7 +192,7 @@ def test_metrics_and_plots_are_declared(repo):
     files = next(iter(shown.values()))["data"]
     for mode in ("finetune", "scratch", "feature_extract"):
         assert "mean_per_class_accuracy" in files[f"metrics/{mode}/test.json"]["data"]
-        assert "best_val_accuracy" in files[f"metrics/{mode}/train.json"]["data"]
+        assert "best_val_accuracy" in files[f"metrics/{mode}/train/metrics.json"]["data"]
     plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)
     names = set(plots.get("data", plots))
     for expected in ("Validation accuracy", "plots/curves.png", "plots/confusion_finetune.png", "plots/embedding.png"):
@@ -211,9 +212,9 @@ def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     lr_column = history[0].split("\t").index("lr_backbone")
     assert {float(row.split("\t")[lr_column]) for row in history[1:]} == {1e-5}
 
-    diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)
+    diff = json.loads(dvc(repo, "metrics", "diff", "--all", "--json").stdout)
+    assert "metrics/finetune/train/metrics.json" in diff  # its values may tie: the tiny network is near chance
     changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
-    assert "metrics/finetune/train.json" in changed
     assert not {p for p in changed if "scratch" in p or "feature_extract" in p}
 
     # the spread reads the runs through dvc.api.exp_show(): the workspace's params as params.yaml holds them
@@ -267,6 +268,47 @@ def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):
         assert [int(line.split("\t")[0]) for line in history[1:]] == list(range(1, 61))
     finally:
         (repo / "params.yaml").write_text(original)
+
+
+def workspace_summary(repo, mode):
+    """The running or finished stage's summary as `dvc exp show` reads it from the workspace (VS Code polls it)."""
+    table = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    workspace = next(row for row in table if row["rev"] == "workspace")
+    metrics = workspace["data"]["metrics"].get(f"metrics/{mode}/train/metrics.json")
+    return metrics["data"] if metrics else {}
+
+
+def test_dvc_exp_show_follows_a_running_stage_and_a_resumed_run_logs_each_epoch_once(repo):
+    """`dvc exp run` of a training stage: between its epochs `dvc exp show` finds the finished ones; after a SIGTERM
+    and a rerun, DVCLive's files hold each epoch once and the summary the whole run's."""
+    reset_to_head(repo)
+    epochs = 40
+    command = ["exp", "run", "-S", f"train.scratch.epochs={epochs}", "-S", "train.scratch.batch_size=4"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", *command, "train_scratch"],
+        cwd=repo,
+        env=environment(),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline, seen = time.time() + 600, {}
+    while seen.get("step", 0) < 3:  # the committed summary says 2 (SETTINGS): 3 is this run's
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        seen = workspace_summary(repo, "scratch")
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0 and seen["step"] < epochs, seen
+    assert {"best_val_accuracy", "best_epoch", "train_seconds", "val_accuracy"} <= set(seen)
+
+    rerun = dvc(repo, *command, "train_scratch")
+    assert "resuming after epoch" in rerun.stdout, rerun.stdout[-2000:]
+    live = repo / "metrics" / "scratch" / "train" / "plots" / "metrics"
+    for name in ("train_loss", "val_loss", "val_accuracy"):
+        rows = (live / f"{name}.tsv").read_text().splitlines()[1:]
+        assert [int(row.split("\t")[0]) for row in rows] == list(range(1, epochs + 1)), name
+    assert workspace_summary(repo, "scratch")["step"] == epochs
 
 
 def reset_to_head(repo):

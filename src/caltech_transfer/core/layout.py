@@ -10,6 +10,8 @@ SPLIT = Path("data/split")
 CACHE = Path("data/cache")
 MODES = ("finetune", "scratch", "feature_extract")  # as named on the stages' command lines and in their outputs
 CURVE_MODES = ("feature_extract", "finetune")  # the modes with learning-curve stages
+LIVE = "train"  # DVCLive's folder inside a run's metrics folder: plots/ and the summary, metrics.json
+SUMMARY = f"{LIVE}/metrics.json"
 
 
 @dataclass

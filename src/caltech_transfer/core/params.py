@@ -171,6 +171,9 @@ SCHEMA = {
     "train.finetune.init_head": Choice("none", "feature_extract"),
     "train.feature_extract.augment": Bool,
     "train.scratch.input_size": Optional(Int(16, maximum=2048)),  # null: model.input_size
+    "train.scratch.auto_augment": Choice("none", "trivial"),
+    "train.scratch.mixup_alpha": Float(),
+    "train.scratch.cutmix_alpha": Float(),
     "curve.shots": Shots,
     "evaluate.batch_size": Int(1),
     "evaluate.workers": Int(0),

@@ -78,9 +78,10 @@ def eval_transform(prep):
     )
 
 
-def train_transform(prep, augment, crop_scale_min):
+def train_transform(prep, augment, crop_scale_min, auto_augment="none"):
     """Random resized crop (of crop_scale_min to all of the image's area, the mode's own) and flip, plus colour
-    jitter and rotation when asked for: training data only."""
+    jitter, rotation and TrivialAugment (Mueller & Hutter 2021: one random operation of random strength per
+    image) when asked for: training data only."""
     interpolation = InterpolationMode(prep["interpolation"])
     steps = [
         v2.RandomResizedCrop(
@@ -94,6 +95,9 @@ def train_transform(prep, augment, crop_scale_min):
         steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
     if augment["rotation"] > 0:
         steps.append(v2.RandomRotation(augment["rotation"], interpolation=interpolation))
+    if auto_augment == "trivial":
+        # its rotations and shears warp tensors with bilinear at best (bicubic is for resizing only)
+        steps.append(v2.TrivialAugmentWide(interpolation=InterpolationMode.BILINEAR))
     return v2.Compose(steps)
 
 

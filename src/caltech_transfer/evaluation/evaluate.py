@@ -40,7 +40,7 @@ def evaluate(checkpoint, split_dir, cache_dir, out_dir, runtime_params, batch_si
     write_outputs(Path(out_dir), summary, per_class, logits, labels, test.paths, classes, features)
     print(
         f"{ckpt['mode']}: top-1 {summary['top1_accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
-        f"mean per-class {summary['mean_per_class_accuracy']:.4f} on {summary['images']} test images"
+        f"mean per-class {summary['mean_per_class_accuracy']:.4f} on {len(labels)} test images"
     )
     return summary
 

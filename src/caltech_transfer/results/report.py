@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from ..core.files import read_csv, read_json
-from ..core.layout import CURVE_MODES, MODES
+from ..core.layout import CURVE_MODES, MODES, SUMMARY
 from ..data.split import SPLITS, pool_size, read_manifest
 from . import learning_curve
 from .spread import METRIC_NAMES, METRICS, interval_cell, seeds_for, verdict
@@ -104,23 +104,23 @@ def results_section(modes, metrics_dir, params, seeds):
         "",
         f"This run (split seed {params['split']['seed']}):",
         "",
-        "| mode | top-1 | top-5 | mean per-class | best epoch (val acc.) | training time | recipe |",
-        "|---|---|---|---|---|---|---|",
+        "| mode | top-1 | top-5 | mean per-class | best epoch (val acc.) | training time | trained on | recipe |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in modes:
-        test, train = read_json(metrics_dir / m / "test.json"), read_json(metrics_dir / m / "train.json")
+        test, train = read_json(metrics_dir / m / "test.json"), read_json(metrics_dir / m / SUMMARY)
         cells = [f"{test[k]:.4f}" for k in METRICS]
         lines.append(
             f"| {m} | {' | '.join(cells)} | {train['best_epoch']} ({train['best_val_accuracy']:.3f}) | "
-            f"{train['train_seconds'] / 60:.1f} min | {recipe(m, params)} |"
+            f"{train['train_seconds'] / 60:.1f} min | {train['device']}, {train['precision']} | {recipe(m, params)} |"
         )
     return "\n".join(lines + ["", seeds_section(seeds)])
 
 
 def training_time_section(modes, metrics_dir, shots):
-    """The study's training time on the machine that ran it, from every training stage's train.json."""
-    files = [metrics_dir / m / "train.json" for m in modes]
-    files += [metrics_dir / f"curve/k{k}/{m}/train.json" for k in shots for m in CURVE_MODES]
+    """The study's training time on the machine that ran it, from every training stage's summary."""
+    files = [metrics_dir / m / SUMMARY for m in modes]
+    files += [metrics_dir / f"curve/k{k}/{m}" / SUMMARY for k in shots for m in CURVE_MODES]
     minutes = sum(read_json(f)["train_seconds"] for f in files) / 60
     return (
         f"## Training time\n\nThe {len(files)} training stages of this run (the three modes and the learning "

@@ -1,8 +1,9 @@
 """The one training loop, for all three modes (what a mode means is in `modes`). Model selection reads the
 validation split only; the test split is never read here.
 
-Outputs (best checkpoint, history, summary) are written together when the run completes; until then the
-resume state (`resume`) holds everything needed to continue after an interruption and still write them."""
+The summary so far (a DVC metric) and DVCLive's per-epoch plots are written as each epoch ends (`runlog`); the
+best checkpoint and the history together when the run completes; until then the resume state (`resume`) holds
+everything needed to continue after an interruption and still write them."""
 
 import math
 import time
@@ -17,6 +18,7 @@ from ..data.cache import cache_fit, manifest_digest
 from ..data.split import read_classes, read_manifest
 from . import resume
 from .distributed import is_main, sum_over_processes
+from .mixing import BatchMixer
 from .modes import initial_model, loaders, param_groups, set_trainable, training_network
 from .runlog import RunLog, write_outputs
 from .runtime import Runtime
@@ -43,7 +45,8 @@ def train(mode, params, paths, on_epoch_end=None):
     run_id = resume.fingerprint(mode, params, training_images)
     resume_file = resume.resume_path(paths.checkpoint)
     state = resume.load(resume_file, run_id, model, steps.optimizer, steps.scheduler, steps.scaler, runtime.device)
-    log = RunLog(mode, paths.logs, fresh=state.epoch == 0)
+    hardware = runtime.describe()
+    log = RunLog(mode, paths.logs, paths.metrics, state, hardware)
     try:
         for epoch in range(state.epoch, recipe["epochs"]):
             # Seeding per epoch makes shuffling and augmentation of epoch k the same whether or not the
@@ -58,7 +61,7 @@ def train(mode, params, paths, on_epoch_end=None):
             row = epoch_row(epoch + 1, trained, validated, lrs, time.time() - tic)
             state.seconds += row["epoch_seconds"]
             state.record(row, model)
-            log.epoch(row)
+            log.epoch(row, state)
             resume.save(resume_file, run_id, state, model, steps.optimizer, steps.scheduler, steps.scaler)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, model)
@@ -71,7 +74,9 @@ def train(mode, params, paths, on_epoch_end=None):
         raise out_of_memory(mode, recipe, prep) from None
     finally:
         log.close()
-    summary = write_outputs(state, checkpoint(state, params, prep, classes, mode), paths.checkpoint, paths.metrics)
+    summary = write_outputs(
+        state, checkpoint(state, params, prep, classes, mode), paths.checkpoint, paths.metrics, hardware
+    )
     resume_file.unlink(missing_ok=True)
     return summary
 
@@ -85,13 +90,14 @@ class Optimization:
     scaler: torch.amp.GradScaler  # loss scaling, active for fp16 only
     criterion: nn.Module
     grad_clip: float  # 0: no clipping
+    mixer: BatchMixer | None  # mixup / CutMix of each batch, or None
 
     @classmethod
     def of(cls, recipe, groups, steps_per_epoch, runtime):
         optimizer, scheduler = make_optimizer(recipe, groups, steps_per_epoch)
         scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
         criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
-        return cls(optimizer, scheduler, scaler, criterion, recipe["grad_clip"])
+        return cls(optimizer, scheduler, scaler, criterion, recipe["grad_clip"], BatchMixer.of(recipe))
 
 
 def epoch_row(epoch, trained, validated, lrs, seconds):
@@ -120,8 +126,14 @@ def train_one_epoch(network, loader, steps, runtime, desc):
     for step, (inputs, targets) in enumerate(bar, 1):
         inputs, targets = runtime.to_device(inputs), targets.to(runtime.device, non_blocking=True)
         with runtime.autocast():
-            logits = network(inputs)
-            loss = steps.criterion(logits.float(), targets)
+            if steps.mixer is None:
+                logits = network(inputs)
+                loss = steps.criterion(logits.float(), targets)
+            else:  # training accuracy counts hits on the original images' classes
+                inputs, mixed_in, keep = steps.mixer(inputs, targets)
+                logits = network(inputs)
+                loss = keep * steps.criterion(logits.float(), targets)
+                loss = loss + (1 - keep) * steps.criterion(logits.float(), mixed_in)
         steps.optimizer.zero_grad(set_to_none=True)
         steps.scaler.scale(loss).backward()
         if steps.grad_clip > 0:

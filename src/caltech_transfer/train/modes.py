@@ -102,7 +102,12 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     once. Under torchrun each process gets its share of every split (`distributed.ShardedSampler`)."""
     recipe, workers, augment = params["train"][mode], params["train"]["workers"], params["augment"]
     features_once = MODES[mode].features_once(recipe)
-    transform = eval_transform(prep) if features_once else train_transform(prep, augment, recipe["crop_scale_min"])
+    auto_augment = recipe.get("auto_augment", "none")
+    transform = (
+        eval_transform(prep)
+        if features_once
+        else train_transform(prep, augment, recipe["crop_scale_min"], auto_augment)
+    )
     train_images = CachedImages(paths.cache, paths.split, "train", transform, per_class=paths.train_per_class)
     val_images = CachedImages(paths.cache, paths.split, "val", eval_transform(prep))
     batch = per_process(recipe["batch_size"])
@@ -118,7 +123,7 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
             make_loader(train_set, batch, sampler=shuffled),
             make_loader(val_set, batch, sampler=ShardedSampler(len(val_set))),
         )
-    if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device):
+    if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device, auto_augment):
         common = dict(
             batch_size=batch,
             device=runtime.device,
@@ -165,7 +170,17 @@ def training_network(mode, learner, recipe, runtime):
     )
 
 
-def use_device_path(choice, train_images, val_images, device):
+def use_device_path(choice, train_images, val_images, device, auto_augment="none"):
+    """The device path cuts batched crops and flips only; TrivialAugment's per-image operations run in the loader."""
+    if choice == "device" and auto_augment != "none":
+        raise UserError(
+            f"train.data_path: device has no per-image augmentation (auto_augment: {auto_augment}): "
+            "set train.data_path: auto or loader"
+        )
     if choice == "auto":
-        return device == "cuda" and fits_on_device(train_images.nbytes + val_images.nbytes, device)
+        return (
+            device == "cuda"
+            and auto_augment == "none"
+            and fits_on_device(train_images.nbytes + val_images.nbytes, device)
+        )
     return choice == "device"

@@ -5,6 +5,8 @@ evaluate stage."""
 import ctypes
 import ctypes.util
 import functools
+import platform
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -73,6 +75,20 @@ def release_freed_memory():
         libc.malloc_trim(0)
 
 
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def cpu_model():
+    """The CPU's model name as Linux reports it (e.g. "AMD EPYC"), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
 class Runtime:
     """Device, autocast dtype and memory format, resolved once from the `runtime` params."""
 
@@ -83,6 +99,14 @@ class Runtime:
         self.amp_dtype = autocast_dtype(params["precision"], self.device)
         self.channels_last = params["channels_last"]
         self.compile = params["compile"]
+
+    def describe(self):
+        """Where and in which precision this process computes, as the run's summary records it."""
+        if self.device == "cpu":
+            where = f"{cpu_model()} ({torch.get_num_threads()} threads)"
+        else:
+            where = torch.cuda.get_device_name(self.device)
+        return {"device": where, "precision": PRECISION_NAMES[self.amp_dtype]}
 
     def autocast(self):
         return torch.autocast(self.device, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
