@@ -219,7 +219,8 @@ def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
 
     # the spread reads the runs through dvc.api.exp_show(): the workspace's params as params.yaml holds them
     script = (
-        "import json; from caltech_transfer.results.spread import runs_from_dvc; print(json.dumps(runs_from_dvc()))"
+        "import json; from caltech_transfer.results.experiments import runs_from_dvc; "
+        "print(json.dumps(runs_from_dvc()))"
     )
     shown = subprocess.run([sys.executable, "-c", script], cwd=repo, env=environment(), capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr

@@ -55,6 +55,8 @@ def test_spread_over_seeds_of_otherwise_equal_runs(tmp_path):
     assert spread.seeds_for(path, run(7, 0.0)[0]) == table  # another seed of the same params
     assert spread.seeds_for(path, {"split": {"seed": 0, "scheme": "standard"}}) == table  # a stage's own sections
     assert spread.seeds_for(path, run(0, 0.0, lr=1e-3)[0]) == {}  # other params: the table does not apply
+    new_scratch = {**reference, "train": {**reference["train"], "scratch_lr": 0.1, "scratch": {"epochs": 9}}}
+    assert spread.seeds_for(path, new_scratch) == table  # a seed's run reruns no scratch stage
     assert spread.seeds_for(tmp_path / "absent.json", reference) == {}
 
 
@@ -63,7 +65,7 @@ def test_seeds_recorded_earlier_join_the_new_runs(tmp_path):
     reference = run(0, 0.0)[0]
     path = tmp_path / "seeds.json"
     spread.write_json(path, spread.spread([run(0, 0.90), run(1, 0.92), run(2, 0.95)], reference))
-    recorded = spread.read_json(path)
+    recorded = spread.seeds_for(path, reference)
     table = spread.spread([run(0, 0.90), run(3, 0.93), run(4, 0.94)], reference, recorded)
     assert table["seeds"] == [0, 1, 2, 3, 4]
     assert table["finetune"]["top1_accuracy"]["values"] == {"0": 0.90, "1": 0.92, "2": 0.95, "3": 0.93, "4": 0.94}

@@ -10,8 +10,6 @@ for the same params (a clone does not carry the experiments that made them). met
 it was computed for; the report uses it only while they still hold."""
 
 import argparse
-import ast
-import json
 import math
 import statistics
 from pathlib import Path
@@ -20,9 +18,10 @@ from scipy import stats
 
 from ..core.cli import cli
 from ..core.errors import UserError
-from ..core.files import read_json, write_json
+from ..core.files import write_json
 from ..core.layout import MODES
-from ..core.params import SCHEMA, read_yaml, set_dotted
+from ..core.params import read_yaml
+from .experiments import applies, recorded_table, runs_from_dvc
 
 METRICS = ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
 METRIC_NAMES = {"top1_accuracy": "top-1", "top5_accuracy": "top-5", "mean_per_class_accuracy": "mean per-class"}
@@ -33,47 +32,19 @@ PAIR_NAMES = {"finetune": "fine-tuning", "feature_extract": "feature extraction"
 CONFIDENCE = 0.95
 
 
-def runs_from_dvc():
-    """(params, {metrics file: values}) of the workspace, its commit and every experiment, from dvc.api.exp_show().
-    Its table flattens each value to a number or a string, which `literal` reads back."""
-    import dvc.api  # slow to import, and needed by this command only
-
-    try:
-        rows = dvc.api.exp_show()
-    except Exception as err:  # DVC raises many kinds (no repository, no Git, a broken experiment ref)
-        raise UserError(f"dvc.api.exp_show() failed: {str(err).splitlines()[0]}") from None
-    runs = []
-    for row in rows:
-        params, metrics = {}, {}
-        for column, value in row.items():
-            name = column.removeprefix("params.yaml:")  # DVC prefixes a name that two files share
-            if value is not None and name in SCHEMA:
-                set_dotted(params, name, literal(value))
-            elif value is not None and column.startswith("metrics/") and ":" in column:
-                path, key = column.split(":", 1)
-                metrics.setdefault(path, {})[key] = value
-        if params:
-            runs.append((params, metrics))
-    return runs
-
-
-def literal(value):
-    """A value of exp_show's table as params.yaml holds it: 30.0 -> 30, 'None' -> None, 'False' -> False,
-    '[0.8, 0.1, 0.1]' -> a list; any other string as it is."""
-    if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [literal(v) for v in value]
-    return value
+# What the seeds' table does not depend on: the seed itself, and scratch's own recipe (a seed's run reruns only
+# feature extraction and fine-tuning, so a new scratch recipe keeps the recorded seeds).
+NOT_COMPARED = {"split": ("seed",), "train": ("scratch", "scratch_lr")}
 
 
 def without_seed(params):
-    return {**params, "split": {k: v for k, v in params["split"].items() if k != "seed"}}
+    """`params` without the keys of NOT_COMPARED: what two runs of the seeds' table must share."""
+    return {
+        section: {k: v for k, v in values.items() if k not in NOT_COMPARED.get(section, ())}
+        if isinstance(values, dict)
+        else values
+        for section, values in params.items()
+    }
 
 
 def spread(runs, reference, recorded=None):
@@ -121,7 +92,7 @@ def fresh_results(per_seed):
 
 def recorded_results(table, reference):
     """{mode: {seed: metrics}} of an earlier seeds' table, when it was computed for the same params."""
-    if not table or not applies(table, reference):
+    if not table or not applies(table, reference, without_seed):
         return {}
     return {
         mode: {
@@ -185,19 +156,8 @@ def markdown(table):
 
 
 def seeds_for(path, params):
-    """The seeds' table at `path` when it was computed for these params (split.seed aside; a stage that reads
-    only some sections, like the report, is compared on those), else {}."""
-    if not Path(path).exists():
-        return {}
-    table = read_json(path)
-    return table if applies(table, params) else {}
-
-
-def applies(table, params):
-    """Whether a seeds' table was computed for these params, split.seed aside, on the sections `params` has."""
-    recorded = table.get("params") or {}
-    wanted = json.loads(json.dumps(without_seed(params)))
-    return all(recorded.get(section) == value for section, value in wanted.items())
+    """The seeds' table at `path` when it was computed for these params (NOT_COMPARED aside), else {}."""
+    return recorded_table(path, params, without_seed)
 
 
 @cli
