@@ -28,7 +28,8 @@ KEPT = {  # what the table keeps of each metrics file
 
 
 def without_arch(params):
-    return {**params, "model": {k: v for k, v in params["model"].items() if k != "arch"}}
+    model = {k: v for k, v in params.get("model", {}).items() if k != "arch"}
+    return {**params, "model": model} if "model" in params else params
 
 
 def architectures(runs, reference, recorded=None):
