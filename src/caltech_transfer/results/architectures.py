@@ -1,4 +1,4 @@
-"""Other networks trained from scratch with the scratch recipe, beside the project's own: the seed projects'
+"""Other networks trained from scratch with the scratch recipe, beside the project's own:
 ResNet-18 and AlexNet. Each is an experiment that differs from the workspace only in `model.arch`:
 
     dvc exp run -n resnet18-scratch -S model.arch=resnet18 train_scratch evaluate@scratch

@@ -163,7 +163,7 @@ def seeds_section(seeds):
 
 
 def architectures_section(table, params):
-    """The seed projects' networks from scratch beside this one, and how to get their pretrained rows."""
+    """ResNet-18 and AlexNet from scratch beside this network, and how to get their pretrained rows."""
     pretrained = (
         "Their ImageNet-pretrained rows (fine-tuning, feature extraction) need torchvision's weights, which the "
         "machine that ran this could not download; where they can be fetched, e.g. "
