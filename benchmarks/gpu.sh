@@ -32,8 +32,8 @@ timed() {  # NAME COMMAND...: output to NAME.log; a line in summary.tsv with the
   return $rc
 }
 
-stage() {  # SCRIPT ARGS...: `python stages/SCRIPT.py ARGS` as dvc.yaml has it, in the work copy (at most 5 minutes)
-  (cd "$work" && timed "$(IFS=_; echo "$*")" timeout 300 "$python" "stages/$1.py" "${@:2}")
+stage() {  # MODULE ARGS...: `python -m caltech_transfer.MODULE ARGS` as dvc.yaml has it, in the work copy (at most 5 min)
+  (cd "$work" && timed "$(IFS=_; echo "$*")" timeout 300 "$python" -m "caltech_transfer.$1" "${@:2}")
 }
 
 speed() {  # DATA_PATH [--compile]: the benchmark on CUDA
@@ -48,7 +48,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 
 speed device
 
-cp -r "$project/src" "$project/stages" "$project/params.yaml" "$project/dvc.yaml" "$work/"
+cp -r "$project/src" "$project/params.yaml" "$project/dvc.yaml" "$work/"
 "$python" - "$work/params.yaml" "$archive" "$weights" <<'EOF'
 import sys, yaml  # the README's offline baseline command: only the archive's and the weights' locations differ
 path, archive, weights = sys.argv[1:]
@@ -63,13 +63,13 @@ shots=$("$python" -c "import yaml; print(*yaml.safe_load(open('$work/params.yaml
 read -r -a shots <<<"$shots"
 half=$(((${#shots[@]} + 1) / 2))
 
-stage download && stage split && stage cache && stage train feature_extract && stage evaluate feature_extract
-(stage train finetune; stage evaluate finetune) &
-(stage train scratch; stage evaluate scratch) &
-(for k in "${shots[@]:0:half}"; do stage curve feature_extract "$k"; stage curve finetune "$k"; done) &
-(for k in "${shots[@]:half}"; do stage curve feature_extract "$k"; stage curve finetune "$k"; done) &
+stage data download && stage data split && stage train feature_extract && stage evaluation feature_extract
+(stage train finetune; stage evaluation finetune) &
+(stage train scratch; stage evaluation scratch) &
+(for k in "${shots[@]:0:half}"; do stage evaluation.curve "$k"; done) &
+(for k in "${shots[@]:half}"; do stage evaluation.curve "$k"; done) &
 wait
-stage plot && stage report
+stage results plot && stage results report
 awk "BEGIN {printf \"pipeline and benchmark: %.0f s\n\", $EPOCHREALTIME - $started}" | tee -a "$out/summary.tsv"
 tar -czf "$out/results.tgz" --exclude='*.npy' --exclude='predictions.csv' -C "$work" metrics report plots report.md
 speed loader

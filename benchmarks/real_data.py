@@ -47,17 +47,17 @@ def main():
     params["train"]["finetune"]["epochs"] = args.finetune_epochs
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    seconds, ran = dvc(repo, "repro", "cache")
-    print(f"data stages (download, split, cache): {seconds:.1f} s, ran {len(ran)} stages")
-    seconds, ran = dvc(repo, "repro", "cache")
+    seconds, ran = dvc(repo, "repro", "split")
+    print(f"data stages (download, split): {seconds:.1f} s, ran {len(ran)} stages")
+    seconds, ran = dvc(repo, "repro", "split")
     print(f"second dvc repro of the data stages: {seconds:.1f} s, ran {len(ran)} stages")
     for stage in ("train_feature_extract", "train_finetune"):
         seconds, _ = dvc(repo, "repro", "--single-item", stage)
         mode = stage.removeprefix("train_")
-        summary = json.loads((repo / "metrics" / mode / "train.json").read_text())
+        summary = json.loads((repo / "metrics" / mode / "train" / "metrics.json").read_text())
         print(
             f"{stage}: {seconds / 60:.1f} min, best val accuracy {summary['best_val_accuracy']:.4f} "
-            f"at epoch {summary['best_epoch']} of {summary['epochs_run']}"
+            f"at epoch {summary['best_epoch']} of {summary['step']}"
         )
     seconds, _ = dvc(repo, "repro", "--single-item", "evaluate@finetune")
     test = json.loads((repo / "metrics" / "finetune" / "test.json").read_text())

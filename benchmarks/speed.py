@@ -248,7 +248,7 @@ def parse_args():
 
 def prepare_images(args, workdir):
     """(images folder, run paths, training rows, number of classes) of a small split of the real images, enough
-    for --steps batches per epoch, cached as the cache stage does."""
+    for --steps batches per epoch, cached as the split stage does."""
     per_class = -(-args.batch * args.steps // 101)
     if per_class + 3 > SMALLEST_CLASS:  # the split holds per_class + 1 training images and 2 more of each class
         sys.exit(

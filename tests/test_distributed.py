@@ -35,7 +35,7 @@ def test_shards_are_disjoint_and_cover_the_set(count):
 
 def stage_dir(small_dataset, root, **overrides):
     shutil.copytree(small_dataset / "split", root / "data" / "split")
-    shutil.copytree(small_dataset / "cache", root / "data" / "cache")
+    shutil.copytree(small_dataset / "cache", root / "data" / "split" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", root)
     params = read_yaml(PROJECT / "tests" / "params.yaml")
     for dotted, value in {**LEARNS, **overrides}.items():
@@ -46,7 +46,7 @@ def stage_dir(small_dataset, root, **overrides):
 
 def train_stage(folder, **popen):
     return subprocess.Popen(
-        [sys.executable, str(PROJECT / "stages" / "train.py"), "finetune"],
+        [sys.executable, "-m", "caltech_transfer.train", "finetune"],
         cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -109,7 +109,7 @@ def test_feature_extraction_shards_its_feature_pass(small_dataset, tmp_path):
     double = stage_dir(small_dataset, tmp_path / "double", **settings, **{"train.processes": 2})
     for folder in (single, double):
         proc = subprocess.Popen(
-            [sys.executable, str(PROJECT / "stages" / "train.py"), "feature_extract"],
+            [sys.executable, "-m", "caltech_transfer.train", "feature_extract"],
             cwd=folder,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -43,7 +43,7 @@ def test_each_stage_gets_only_its_declared_keys(project):
     assert set(finetune["train"]) == {"seed", "workers", "data_path", "processes", "finetune_lr", "head_lr", "finetune"}
     assert set(finetune["runtime"]) == {"device", "precision", "channels_last", "compile"}
     assert "scratch" not in finetune["train"] and "split" not in finetune
-    assert set(load_params("split", project)) == {"split"}
+    assert set(load_params("split", project)) == {"split", "cache"}
     evaluate = load_params("evaluate@finetune", project)
     assert set(evaluate) == {"evaluate", "runtime"}  # no train.* key: a loader setting of training reruns none
 
@@ -137,7 +137,7 @@ def test_a_params_file_dvc_refuses_is_refused_by_the_stages(project):
     does, in one line, before writing anything."""
     set_line(project, "  seed: 0\n  train_per_class", "  seed: 0\n  seed: 1\n  train_per_class")
     stage = subprocess.run(
-        [sys.executable, str(PROJECT / "stages" / "split.py")], cwd=project, capture_output=True, text=True
+        [sys.executable, "-m", "caltech_transfer.data", "split"], cwd=project, capture_output=True, text=True
     )
     assert stage.returncode == 2 and "Traceback" not in stage.stderr, stage.stderr
     assert stage.stderr.strip() == (

@@ -42,7 +42,7 @@ SETTINGS = {
 }
 
 
-CURVE = {mode: {f"curve_{mode}@{k}" for k in (2, 4)} for mode in ("finetune", "feature_extract")}  # tests' shots
+CURVE = {f"curve@{k}" for k in (2, 4)}  # the tests' curve.shots
 
 
 def environment():
@@ -105,7 +105,6 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert ran(first.stdout) == {
         "download",
         "split",
-        "cache",
         "train_finetune",
         "train_scratch",
         "train_feature_extract",
@@ -113,8 +112,7 @@ def test_repro_runs_every_stage_then_nothing(repo):
         "evaluate@scratch",
         "evaluate@feature_extract",
         "plot",
-        *CURVE["finetune"],
-        *CURVE["feature_extract"],
+        *CURVE,
         "report",
     }
     second = dvc(repo, "repro")
@@ -168,23 +166,22 @@ def stale_stages(repo, dotted, value):
 
 
 def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
-    points = {*CURVE["finetune"], *CURVE["feature_extract"]}
     assert stale_stages(repo, "train.workers", 1) == {
         "train_finetune",
         "train_scratch",
         "train_feature_extract",
-        *points,
+        *CURVE,
         "report",
     }
-    # feature_extract points reuse evaluate@feature_extract's test features: only the finetune points evaluate
     assert stale_stages(repo, "evaluate.workers", 1) == {
         *(f"evaluate@{m}" for m in ("finetune", "scratch", "feature_extract")),
-        *CURVE["finetune"],
+        *CURVE,
         "report",
     }
     assert stale_stages(repo, "split.seed", 5) == {"split", "report"}  # and, through data/split, all after it
-    # a k-independent finetune param: the finetune points rerun, the feature_extract points do not
-    assert stale_stages(repo, "train.finetune_lr", 0.5) == {"train_finetune", *CURVE["finetune"], "report"}
+    assert stale_stages(repo, "cache.image_size", 48) == {"split", "report"}
+    # a finetune param: not the scratch and feature_extract stages, nor plot (its metrics are not there yet)
+    assert stale_stages(repo, "train.finetune_lr", 0.5) == {"train_finetune", *CURVE, "report"}
 
 
 def test_metrics_and_plots_are_declared(repo):
@@ -203,7 +200,7 @@ def test_metrics_and_plots_are_declared(repo):
 
 def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     result = dvc(repo, "exp", "run", "-S", "train.finetune_lr=1e-5")
-    assert ran(result.stdout) == {"train_finetune", "evaluate@finetune", "plot", *CURVE["finetune"], "report"}
+    assert ran(result.stdout) == {"train_finetune", "evaluate@finetune", "plot", *CURVE, "report"}
     for skipped in ("train_scratch", "train_feature_extract", "evaluate@scratch", "evaluate@feature_extract"):
         assert f"Stage '{skipped}' didn't change, skipping" in result.stdout
     ckpt = torch.load(repo / "models" / "finetune.pt", weights_only=True)
@@ -336,7 +333,7 @@ def test_a_queue_of_two_experiments_runs_in_parallel(repo):
     for name in names:
         log = dvc(repo, "queue", "logs", name).stdout
         assert "Running stage 'train_finetune'" in log
-        assert not any(f"Running stage '{stage}'" in log for stage in ("download", "split", "cache")), log
+        assert not any(f"Running stage '{stage}'" in log for stage in ("download", "split")), log
     table = json.loads(dvc(repo, "exp", "show", "--json").stdout)
     runs = [exp for commit in table for exp in (commit.get("experiments") or [])]
     found = {}
@@ -359,7 +356,7 @@ def test_push_clone_pull_and_nothing_to_run(repo, tmp_path):
     clone = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
     dvc(clone, "pull")
-    assert (clone / "models" / "finetune.pt").exists() and (clone / "data" / "cache" / "train.npy").exists()
+    assert (clone / "models" / "finetune.pt").exists() and (clone / "data" / "split" / "cache" / "train.npy").exists()
     status = dvc(clone, "status")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
 

@@ -17,7 +17,9 @@ import yaml
 
 from caltech_transfer.core.cli import cli
 from caltech_transfer.core.errors import UserError
+from caltech_transfer.core.layout import CACHE, RAW, SPLIT
 from caltech_transfer.data import download
+from caltech_transfer.data.cache import build_cache
 from caltech_transfer.evaluation.evaluate import evaluate
 from caltech_transfer.evaluation.predict import main as predict_main
 from caltech_transfer.train import engine
@@ -154,7 +156,7 @@ def wait_for(condition, seconds=120):
 def stage_dir(small_dataset, tmp_path):
     """A working folder laid out like the project, with the data stages done."""
     shutil.copytree(small_dataset / "split", tmp_path / "data" / "split")
-    shutil.copytree(small_dataset / "cache", tmp_path / "data" / "cache")
+    shutil.copytree(small_dataset / "cache", tmp_path / "data" / "split" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", tmp_path)
     text = (PROJECT / "tests" / "params.yaml").read_text()
     shorter = text.replace(
@@ -174,8 +176,7 @@ def test_sigterm_during_training_stops_cleanly_and_the_rerun_finishes(stage_dir)
     for name, content in previous.items():
         (stage_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (stage_dir / name).write_bytes(content)
-    script = str(PROJECT / "stages" / "train.py")
-    proc = spawn([script, "scratch"], stage_dir)
+    proc = spawn(["-m", "caltech_transfer.train", "scratch"], stage_dir)
     wait_for(lambda: (stage_dir / "models" / "scratch.resume.pt").exists())
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
@@ -188,7 +189,9 @@ def test_sigterm_during_training_stops_cleanly_and_the_rerun_finishes(stage_dir)
 
     for name in previous:  # what DVC does before it reruns a stage
         (stage_dir / name).unlink()
-    rerun = subprocess.run([sys.executable, script, "scratch"], cwd=stage_dir, capture_output=True, text=True)
+    rerun = subprocess.run(
+        [sys.executable, "-m", "caltech_transfer.train", "scratch"], cwd=stage_dir, capture_output=True, text=True
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming after epoch" in rerun.stdout
     history = (stage_dir / "metrics" / "scratch" / "history.tsv").read_text().splitlines()
@@ -206,6 +209,7 @@ def test_sigterm_during_extraction_leaves_no_temporary_folder(caltech_tree, tmp_
     script = f"""
 import time
 from caltech_transfer.data import download
+from caltech_transfer.data.cache import build_cache
 from caltech_transfer.core.cli import cli
 real_copy = download.copy_folder
 def slow_copy(source, dest):
@@ -305,7 +309,7 @@ def test_split_ratios_that_leave_a_split_empty_are_refused_before_any_manifest(t
         )
     )
     result = subprocess.run(
-        [sys.executable, str(PROJECT / "stages" / "split.py")], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, "-m", "caltech_transfer.data", "split"], cwd=tmp_path, capture_output=True, text=True
     )
     assert "split.ratios [0.95, 0.05, 0.0] give class class_00 (12 images) no test image" in refused(result)
     assert not (tmp_path / "data" / "split").exists()
@@ -318,7 +322,7 @@ def project_dir(root, small_dataset, **overrides):
 
     shutil.copytree(small_dataset / "raw", root / "data" / "raw")
     shutil.copytree(small_dataset / "split", root / "data" / "split")
-    shutil.copytree(small_dataset / "cache", root / "data" / "cache")
+    shutil.copytree(small_dataset / "cache", root / "data" / "split" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", root)
     params = read_yaml(PROJECT / "tests" / "params.yaml")
     for dotted, value in overrides.items():
@@ -327,9 +331,10 @@ def project_dir(root, small_dataset, **overrides):
     return root
 
 
-def run_stage(root, script, *args):
+def run_stage(root, module, *args):
+    """`python -m caltech_transfer.<module> args`, as dvc.yaml runs a stage."""
     return subprocess.run(
-        [sys.executable, str(PROJECT / "stages" / script), *args], cwd=root, capture_output=True, text=True
+        [sys.executable, "-m", f"caltech_transfer.{module}", *args], cwd=root, capture_output=True, text=True
     )
 
 
@@ -337,49 +342,57 @@ def snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def cache_again(root, monkeypatch):
+    """Decode the manifests' images again, in `root`, as the split stage does after writing them: its error."""
+    monkeypatch.chdir(root)
+    with pytest.raises(UserError) as refusal:
+        build_cache(RAW, SPLIT, CACHE, 40, "pad", workers=1)
+    return f"error: {refusal.value}"
+
+
 @pytest.mark.parametrize("row", ["/etc/passwd", "../../../../etc/hostname", "class_00/../../split/train.csv"])
-def test_the_cache_stage_reads_nothing_outside_data_raw(small_dataset, tmp_path, row):
+def test_the_cache_reads_nothing_outside_data_raw(small_dataset, tmp_path, row, monkeypatch):
     root = project_dir(tmp_path, small_dataset)
     manifest = root / "data" / "split" / "val.csv"
     lines = manifest.read_text().splitlines()
     lines[3] = f"{row},class_00,0"
     manifest.write_text("\n".join(lines) + "\n")
-    before = snapshot(root / "data" / "cache")
-    message = refused(run_stage(root, "cache.py"))
-    assert message == (
+    before = snapshot(root / CACHE)
+    assert cache_again(root, monkeypatch) == (
         f"error: data/split/val.csv line 4: {row} is outside data/raw/101_ObjectCategories; the manifests are the "
         "split stage's: rerun it (dvc repro -f split)"
     )
-    assert snapshot(root / "data" / "cache") == before
+    assert snapshot(root / CACHE) == before
 
 
-def test_the_cache_stage_names_a_manifest_row_whose_image_is_gone(small_dataset, tmp_path):
+def test_the_cache_names_a_manifest_row_whose_image_is_gone(small_dataset, tmp_path, monkeypatch):
     root = project_dir(tmp_path, small_dataset)
     gone = (root / "data" / "split" / "test.csv").read_text().splitlines()[1].split(",")[0]
-    (root / "data" / "raw" / "101_ObjectCategories" / gone).unlink()
-    before = snapshot(root / "data" / "cache")
-    assert f"data/split/test.csv line 2: {gone} is not in data/raw/101_ObjectCategories any more" in refused(
-        run_stage(root, "cache.py")
-    )
-    assert snapshot(root / "data" / "cache") == before
+    (root / RAW / gone).unlink()
+    before = snapshot(root / CACHE)
+    message = cache_again(root, monkeypatch)
+    assert f"data/split/test.csv line 2: {gone} is not in data/raw/101_ObjectCategories any more" in message
+    assert snapshot(root / CACHE) == before
 
 
 @pytest.mark.parametrize("damage", ["truncated", "other shape"])
 def test_a_damaged_cache_stops_training_with_the_stage_to_rerun(small_dataset, tmp_path, damage):
     root = project_dir(tmp_path, small_dataset)
-    cache = root / "data" / "cache" / "train.npy"
+    cache = root / "data" / "split" / "cache" / "train.npy"
     if damage == "truncated":
         cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
     else:
         np.save(cache, np.zeros((36, 20, 20, 3), np.uint8))  # as many images, at another size than meta.json's
-    message = refused(run_stage(root, "train.py", "feature_extract"))
-    assert message.startswith("error: data/cache/train.npy ") and message.endswith("rebuild it (dvc repro -f cache)")
+    message = refused(run_stage(root, "train", "feature_extract"))
+    assert message.startswith("error: data/split/cache/train.npy ") and message.endswith(
+        "rebuild it (dvc repro -f split)"
+    )
     assert not (root / "models").exists() and not (root / "metrics").exists()
 
 
 def test_an_input_size_too_small_for_the_architecture_is_refused_before_training(small_dataset, tmp_path):
     root = project_dir(tmp_path, small_dataset, **{"model.arch": "alexnet", "model.input_size": 16})
-    message = refused(run_stage(root, "train.py", "scratch"))
+    message = refused(run_stage(root, "train", "scratch"))
     assert message.startswith(
         "error: 16 px (model.input_size, or train.scratch.input_size for scratch) is too small for alexnet: "
     )
@@ -394,7 +407,7 @@ def test_weights_of_the_same_names_but_other_shapes_are_refused(small_dataset, t
     state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 5, 5)  # the key names of resnet18, a tensor of another shape
     torch.save(state, tmp_path / "other.pth")
     root = project_dir(tmp_path / "project", small_dataset, **{"model.weights": str(tmp_path / "other.pth")})
-    assert refused(run_stage(root, "train.py", "feature_extract")) == (
+    assert refused(run_stage(root, "train", "feature_extract")) == (
         f"error: weights {tmp_path / 'other.pth'} do not fit this architecture: 1 tensors have other shapes (e.g. "
         "layer1.0.conv1.weight: (64, 64, 5, 5) in the file, (64, 64, 3, 3) here); give weights of model.arch"
     )
@@ -403,11 +416,11 @@ def test_weights_of_the_same_names_but_other_shapes_are_refused(small_dataset, t
 
 def test_a_learning_curve_point_of_no_images_is_refused(small_dataset, tmp_path):
     root = project_dir(tmp_path, small_dataset, **{"curve.shots": [0, 2]})
-    assert refused(run_stage(root, "curve.py", "finetune", "0")).startswith(
+    assert refused(run_stage(root, "evaluation.curve", "0")).startswith(
         "error: curve.shots: 0 images per class is not between 1 and 7, below the training pool of 8"
     )
     assert not (root / "models").exists()
-    assert "curve.shots = 0 is not valid: expected a whole number >= 1" in refused(run_stage(root, "report.py"))
+    assert "curve.shots = 0 is not valid: expected a whole number >= 1" in refused(run_stage(root, "results", "report"))
 
 
 def test_evaluate_refuses_a_diverged_model_before_writing_any_metric(good_checkpoint, small_dataset, tmp_path):
@@ -416,7 +429,7 @@ def test_evaluate_refuses_a_diverged_model_before_writing_any_metric(good_checkp
     ckpt["state_dict"]["head.weight"][0, 0] = float("inf")  # as a diverged run leaves it
     (root / "models").mkdir()
     torch.save(ckpt, root / "models" / "feature_extract.pt")
-    message = refused(run_stage(root, "evaluate.py", "feature_extract"))
+    message = refused(run_stage(root, "evaluation", "feature_extract"))
     assert message.startswith("error: models/feature_extract.pt gives non-finite outputs (NaN or infinity) for ")
     assert message.endswith(
         "retrain it with a lower learning rate (train.feature_extract_lr) or train.feature_extract.grad_clip"

@@ -135,5 +135,5 @@ def test_a_cache_of_another_split_is_refused(caltech_tree, tmp_path):
     run_split(caltech_tree, tmp_path / "split")
     build_cache(caltech_tree, tmp_path / "split", tmp_path / "cache", image_size=32, fit="crop", workers=1)
     run_split(caltech_tree, tmp_path / "split", seed=1)  # same counts, other images
-    with pytest.raises(UserError, match="holds other images than .*train.csv.*dvc repro cache"):
+    with pytest.raises(UserError, match="holds other images than .*train.csv.*dvc repro split"):
         CachedImages(tmp_path / "cache", tmp_path / "split", "train")

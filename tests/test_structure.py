@@ -16,7 +16,7 @@ PACKAGE = ROOT / "src" / "caltech_transfer"
 LAYERS = ("core", "data", "model", "train", "evaluation", "results")  # each imports only from those before it
 # Modules a stage runs that its deps may leave out, each with the reason its change cannot alter any output.
 NOT_DEPS = {"src/caltech_transfer/__init__.py": "the package's docstring: no code (checked below)"}
-TORCH_FREE_STAGES = ("download", "split", "cache", "plot", "report")
+TORCH_FREE_STAGES = ("download", "split", "plot", "report")
 
 
 def module_file(name):
@@ -30,9 +30,7 @@ def module_file(name):
 
 def imported_modules(file):
     """The package modules `file` imports, with the packages whose __init__ runs on the way."""
-    package = None  # a stage script is outside the package: no relative imports
-    if file.is_relative_to(PACKAGE):
-        package = ".".join(("caltech_transfer", *file.relative_to(PACKAGE).parent.parts))
+    package = ".".join(("caltech_transfer", *file.relative_to(PACKAGE).parent.parts))
     names = []
     for node in ast.walk(ast.parse(file.read_text())):
         if isinstance(node, ast.Import):
@@ -55,9 +53,13 @@ def imported_modules(file):
     return found
 
 
-def closure(script):
-    """Every package file that running `script` imports, directly or through other modules."""
-    seen, todo = set(), [script]
+def closure(module):
+    """Every package file that `python -m module` runs: its own, the packages' __init__ on its way, and every
+    module it imports, directly or through other modules."""
+    seen = {module_file(".".join(module.split(".")[:end])) for end in range(1, len(module.split(".")) + 1)}
+    main = PACKAGE.joinpath(*module.split(".")[1:], "__main__.py")
+    seen.add(main if main.is_file() else module_file(module))
+    todo = list(seen)
     while todo:
         for path in imported_modules(todo.pop()):
             if path not in seen:
@@ -67,20 +69,21 @@ def closure(script):
 
 
 def stages(dvc_yaml=ROOT / "dvc.yaml"):
-    """{stage: (script, deps)} for every stage of dvc.yaml (a foreach stage once, as its template)."""
+    """{stage: (module, deps)} for every stage of dvc.yaml (a foreach stage once, as its template)."""
     result = {}
     for name, entry in read_yaml(dvc_yaml)["stages"].items():
         entry = entry.get("do", entry)
-        script = next(word for word in entry["cmd"].split() if word.endswith(".py"))
-        result[name] = (ROOT / script, [str(dep) for dep in entry.get("deps", [])])
+        words = entry["cmd"].split()
+        assert words[:2] == ["python", "-m"] and words[2].startswith("caltech_transfer."), entry["cmd"]
+        result[name] = (words[2], [str(dep) for dep in entry.get("deps", [])])
     return result
 
 
 def uncovered(stage_table):
     """{stage: [package files it runs that none of its deps covers]}, only the stages with any."""
     missing = {}
-    for name, (script, deps) in stage_table.items():
-        for path in sorted(closure(script)):
+    for name, (module, deps) in stage_table.items():
+        for path in sorted(closure(module)):
             rel = path.relative_to(ROOT).as_posix()
             if rel not in NOT_DEPS and not any(rel == dep or rel.startswith(dep.rstrip("/") + "/") for dep in deps):
                 missing.setdefault(name, []).append(rel)
@@ -93,16 +96,19 @@ def test_every_stage_depends_on_the_code_it_runs():
 
 def test_a_dep_left_out_is_caught():
     table = stages()
-    script, deps = table["train_finetune"]
-    table["train_finetune"] = (script, [d for d in deps if d != "src/caltech_transfer/train"])
+    module, deps = table["train_finetune"]
+    table["train_finetune"] = (module, [d for d in deps if d != "src/caltech_transfer/train"])
     missing = uncovered(table)
     assert list(missing) == ["train_finetune"]
-    assert "src/caltech_transfer/train/engine.py" in missing["train_finetune"]
+    assert {"src/caltech_transfer/train/__main__.py", "src/caltech_transfer/train/engine.py"} <= set(
+        missing["train_finetune"]
+    )
 
 
-def test_stages_depend_on_their_own_script():
-    for name, (script, deps) in stages().items():
-        assert script.relative_to(ROOT).as_posix() in deps, name
+def test_every_stage_runs_a_module_of_the_package():
+    for name, (module, _) in stages().items():
+        main = PACKAGE.joinpath(*module.split(".")[1:], "__main__.py")
+        assert main.is_file() or module_file(module) is not None, f"{name}: no module {module}"
 
 
 def test_what_deps_may_leave_out_runs_no_code():
@@ -132,17 +138,17 @@ def test_imports_flow_down_the_layers(path):
 
 def test_results_hold_no_training_or_model_code():
     for stage in ("plot", "report"):
-        script, _ = stages()[stage]
-        layers = {LAYERS[layer(p)] for p in closure(script) if layer(p) >= 0}
+        module, _ = stages()[stage]
+        layers = {LAYERS[layer(p)] for p in closure(module) if layer(p) >= 0}
         assert layers <= {"core", "data", "results"}, stage
 
 
 @pytest.mark.parametrize("stage", TORCH_FREE_STAGES)
 def test_stages_that_run_no_network_load_no_torch(stage):
-    script, _ = stages()[stage]
+    module, _ = stages()[stage]
     modules = sorted(
         "caltech_transfer." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
-        for p in closure(script)
+        for p in closure(module)
     )
     probe = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
@@ -160,7 +166,7 @@ def test_one_list_of_modes_and_of_fits():
     assert all(SCHEMA["cache.fit"]("cache.fit", fit) == fit for fit in FITS)
 
 
-@pytest.mark.parametrize("folder", ["src", "stages", "benchmarks"])
+@pytest.mark.parametrize("folder", ["src", "benchmarks"])
 def test_functions_are_short(folder):
     long = [
         f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"

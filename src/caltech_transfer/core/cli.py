@@ -1,4 +1,4 @@
-"""How a stage script or command runs: its arguments, its errors as one line saying what to do, and one way to
+"""How a stage or command runs: its arguments, its errors as one line saying what to do, and one way to
 stop (Ctrl-C and SIGTERM alike)."""
 
 import contextlib
@@ -9,7 +9,6 @@ import sys
 import time
 
 from .errors import UserError
-from .layout import MODES
 from .memory import AnonymousPeak, peak_memory
 
 
@@ -73,8 +72,9 @@ def cli(main):
     return wrapper
 
 
-def mode_argument(argv):
-    """The mode named on a stage script's command line, e.g. `python stages/train.py finetune`."""
-    if len(argv) != 2 or argv[1] not in MODES:
-        raise UserError(f"usage: python {argv[0]} {{{'|'.join(MODES)}}}")
+def stage_argument(argv, choices):
+    """The one argument of a stage's command line, e.g. finetune in `python -m caltech_transfer.train finetune`."""
+    if len(argv) != 2 or argv[1] not in choices:
+        module = sys.modules["__main__"].__spec__.name.removesuffix(".__main__")
+        raise UserError(f"usage: python -m {module} {{{'|'.join(choices)}}}")
     return argv[1]

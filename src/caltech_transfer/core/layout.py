@@ -1,13 +1,13 @@
 """Where every stage reads and writes: the one definition of the project's folders and of a training run's paths.
-Stage scripts, the training loop and the learning curve all take their paths from here."""
+The stages, the training loop and the learning curve all take their paths from here."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 RAW = Path("data/raw/101_ObjectCategories")
 DOWNLOADS = Path("data/downloads")
-SPLIT = Path("data/split")
-CACHE = Path("data/cache")
+SPLIT = Path("data/split")  # the manifests
+CACHE = SPLIT / "cache"  # their images, decoded: one stage writes both
 MODES = ("finetune", "scratch", "feature_extract")  # as named on the stages' command lines and in their outputs
 CURVE_MODES = ("feature_extract", "finetune")  # the modes with learning-curve stages
 LIVE = "train"  # DVCLive's folder inside a run's metrics folder: plots/ and the summary, metrics.json

@@ -1,4 +1,4 @@
-"""The decoded-image cache: each image of the manifests decoded once (by the `cache` stage), fitted to a
+"""The decoded-image cache: each image of the manifests decoded once (by the `split` stage), fitted to a
 `cache.image_size` square in the way `cache.fit` names, and stored as uint8 HWC pixels in one .npy file per split,
 with meta.json naming the fit and the manifests it holds. Training and evaluation memory-map those files instead of
 decoding JPEGs every epoch."""
@@ -80,21 +80,21 @@ def open_cache(cache_dir, split_dir, split):
     images the manifest lists, in its order, at the size meta.json gives, and that the file is whole."""
     file, meta_file = Path(cache_dir) / f"{split}.npy", Path(cache_dir) / "meta.json"
     if not file.exists() or not meta_file.exists():
-        raise UserError(f"{file} not found: run the data stages first (dvc repro cache)")
+        raise UserError(f"{file} not found: run the data stages first (dvc repro split)")
     rows, meta = read_manifest(Path(split_dir) / f"{split}.csv"), read_json(meta_file)
     if meta.get("manifests", {}).get(split) != manifest_digest(rows):
         raise UserError(
             f"{file} holds other images than {Path(split_dir) / split}.csv (the split changed "
-            "since the cache was built): rerun the cache stage (dvc repro cache)"
+            "since the cache was built): rerun the split stage (dvc repro split)"
         )
     size = meta["image_size"]
     try:  # np.load reads the header and refuses a file shorter than the header says
         pixels = np.load(file, mmap_mode="r")
     except (ValueError, OSError) as err:
-        raise UserError(f"{file} is damaged ({err}): rebuild it (dvc repro -f cache)") from None
+        raise UserError(f"{file} is damaged ({err}): rebuild it (dvc repro -f split)") from None
     if pixels.shape != (len(rows), size, size, 3) or pixels.dtype != np.uint8:
         raise UserError(
             f"{file} holds {pixels.dtype} pixels of shape {pixels.shape}, not the {len(rows)} images of "
-            f"{size} x {size} x 3 uint8 that meta.json names: rebuild it (dvc repro -f cache)"
+            f"{size} x {size} x 3 uint8 that meta.json names: rebuild it (dvc repro -f split)"
         )
     return pixels, rows

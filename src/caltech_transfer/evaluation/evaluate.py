@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from ..core.errors import UserError
-from ..core.files import read_csv, write_csv, write_json
+from ..core.files import write_csv, write_json
 from ..data.datasets import CachedImages, eval_batches, eval_transform
-from ..data.split import read_classes, read_manifest
-from ..model.checkpoints import load_checkpoint, load_classifier
+from ..data.split import read_classes
+from ..model.checkpoints import load_classifier
 from ..train.runtime import Runtime
 from .metrics import compute_metrics
 
@@ -42,31 +42,6 @@ def evaluate(checkpoint, split_dir, cache_dir, out_dir, runtime_params, batch_si
         f"{ckpt['mode']}: top-1 {summary['top1_accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
         f"mean per-class {summary['mean_per_class_accuracy']:.4f} on {len(labels)} test images"
     )
-    return summary
-
-
-def score_on_evaluated_features(checkpoint, baseline_checkpoint, baseline_metrics, split_dir, out_dir):
-    """Test metrics of a feature_extract point: its head on the test features of the baseline evaluation, which
-    came from the same frozen backbone (checked: same model params and preprocessing, same test images)."""
-    (model, point), baseline = load_classifier(checkpoint), load_checkpoint(baseline_checkpoint)
-    if (point["params"]["model"], point["preprocessing"]) != (baseline["params"]["model"], baseline["preprocessing"]):
-        raise UserError(
-            f"{baseline_checkpoint} was trained with other model params than this learning-curve point: "
-            "rerun the pipeline (dvc repro)"
-        )
-    rows = read_csv(Path(baseline_metrics) / "predictions.csv")
-    paths = [r["path"] for r in rows]
-    if paths != [path for path, _, _ in read_manifest(Path(split_dir) / "test.csv")]:
-        raise UserError(f"{baseline_metrics} holds another test split than {split_dir}: rerun dvc repro")
-    classes = point["classes"]
-    labels = torch.tensor([classes.index(r["true_class"]) for r in rows])
-    features = torch.from_numpy(np.load(Path(baseline_metrics) / "features.npy")).float()
-    with torch.inference_mode():
-        logits = model.head(features)
-    check_finite(logits, checkpoint, point["mode"])
-    summary, per_class, _ = compute_metrics(logits, labels, len(classes))
-    write_outputs(Path(out_dir), summary, per_class, logits, labels, paths, classes, features)
-    print(f"feature_extract, {len(rows)} test images: mean per-class {summary['mean_per_class_accuracy']:.4f}")
     return summary
 
 

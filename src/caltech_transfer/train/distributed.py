@@ -15,9 +15,9 @@ from torch import nn
 from ..core.errors import UserError
 
 
-def relaunch(processes, batch_sizes):
-    """Start this same command under torchrun with `processes` processes and exit with its status; nothing when
-    one process is asked for or when this already is one of torchrun's processes."""
+def relaunch(module, processes, batch_sizes):
+    """Start `python -m <module>` with this command's arguments under torchrun with `processes` processes and
+    exit with its status; nothing when one process is asked for or when this already is one of torchrun's."""
     if processes <= 1 or "LOCAL_RANK" in os.environ:
         return
     uneven = [name for name, size in batch_sizes.items() if size % processes]
@@ -32,7 +32,9 @@ def relaunch(processes, batch_sizes):
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={processes}",
-        *sys.argv,
+        "-m",
+        module,
+        *sys.argv[1:],
     ]
     sys.exit(subprocess.call(command))
 
