@@ -75,6 +75,7 @@ def cli(main):
 def stage_argument(argv, choices):
     """The one argument of a stage's command line, e.g. finetune in `python -m caltech_transfer.train finetune`."""
     if len(argv) != 2 or argv[1] not in choices:
-        module = sys.modules["__main__"].__spec__.name.removesuffix(".__main__")
-        raise UserError(f"usage: python -m {module} {{{'|'.join(choices)}}}")
+        spec = getattr(sys.modules["__main__"], "__spec__", None)  # None when run as a file, not with -m
+        command = f"-m {spec.name.removesuffix('.__main__')}" if spec else argv[0]
+        raise UserError(f"usage: python {command} {{{'|'.join(choices)}}}")
     return argv[1]

@@ -19,9 +19,9 @@ def main():
         raise UserError("usage: python -m caltech_transfer.evaluation.curve <images per class>")
     per_class = int(sys.argv[1])
     params = load_params(f"curve@{per_class}")
+    check_shots(per_class, curve_point(CURVE_MODES[0], per_class).split)
     for mode in CURVE_MODES:  # feature_extract first: finetune starts from the head it trains
         paths = curve_point(mode, per_class)
-        check_shots(per_class, paths.split)
         train(mode, params, paths)
         evaluate(paths.checkpoint, paths.split, paths.cache, paths.metrics, params["runtime"], **params["evaluate"])
 
