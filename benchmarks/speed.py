@@ -37,11 +37,19 @@ from caltech_transfer.data.images import load_rgb
 from caltech_transfer.model.factory import build_model
 from caltech_transfer.train.engine import Optimization, train_one_epoch
 from caltech_transfer.train.modes import loaders
-from caltech_transfer.train.runtime import Runtime, cpu_has_fast_bf16, resolve_device
+from caltech_transfer.train.runtime import Runtime, resolve_device
 
 PROJECT = Path(__file__).resolve().parents[1]
 ARCHIVE = PROJECT.parent / "shared" / "datasets" / "caltech-101.zip"
 SMALLEST_CLASS = 31  # images in Caltech-101's smallest class (inline_skate)
+
+
+def cpu_has_fast_bf16():
+    """True when oneDNN runs bf16 natively (AVX512-BF16 / AMX): results of the two CPU kinds are kept apart."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def images_folder(workdir, per_class, archive):

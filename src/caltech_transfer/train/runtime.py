@@ -23,21 +23,14 @@ def resolve_device(name):
     return name
 
 
-def cpu_has_fast_bf16():
-    """True when oneDNN runs bf16 natively (AVX512-BF16 / AMX); elsewhere bf16 is emulated and slower
-    than fp32, several times so (docs/performance.md)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def autocast_dtype(precision, device):
-    """The autocast dtype, or None for fp32. auto: CUDA bf16 (fp16 on older GPUs); CPU bf16 where the CPU
-    has native bf16 (faster than fp32 there), else fp32."""
+    """The autocast dtype, or None for fp32. auto: bf16 on CUDA (fp16 on older GPUs), fp32 on the CPU. On the CPU
+    bf16 is neither reliably faster (it depends on the CPU, the network and the input size; emulated where the CPU
+    lacks it) nor the same result (docs/performance.md), so fp32 keeps a run comparable across CPUs; bf16 is an
+    opt-in there."""
     if precision == "auto":
         if device == "cpu":
-            return torch.bfloat16 if cpu_has_fast_bf16() else None
+            return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if precision == "fp16" and device == "cpu":
         raise UserError("runtime.precision fp16 needs CUDA; on CPU use bf16 or fp32")
