@@ -15,7 +15,7 @@ from caltech_transfer.model.factory import build_model
 from caltech_transfer.train import engine
 from caltech_transfer.train.mixing import BatchMixer
 from caltech_transfer.train.modes import param_groups
-from caltech_transfer.train.runtime import glibc, resolve_device
+from caltech_transfer.train.runtime import autocast_dtype, glibc, resolve_device
 from conftest import LEARNS, data_paths, stage_params
 
 
@@ -197,6 +197,13 @@ def test_cuda_without_a_gpu_is_refused():
         pytest.skip("a GPU is present")
     with pytest.raises(UserError, match="no GPU"):
         resolve_device("cuda")
+
+
+def test_auto_precision_is_fp32_on_every_cpu_and_fp16_is_refused_there():
+    assert autocast_dtype("auto", "cpu") is None  # whatever the CPU: the committed results are fp32
+    assert autocast_dtype("bf16", "cpu") is torch.bfloat16
+    with pytest.raises(UserError, match="fp16 needs CUDA"):
+        autocast_dtype("fp16", "cpu")
 
 
 def test_schedules():
