@@ -1,8 +1,9 @@
-"""Other networks trained from scratch with the scratch recipe, beside the project's own:
-ResNet-18 and AlexNet. Each is an experiment that differs from the workspace only in `model.arch`:
+"""Other networks trained from scratch, beside the project's own: ResNet-18 and AlexNet. Each is an experiment
+that differs from the workspace in `model.arch` and, where the architecture needs it, in the scratch recipe
+(`train.scratch.*`, `train.scratch_lr`); the table names every recipe key a network changed:
 
     dvc exp run -n resnet18-scratch -S model.arch=resnet18 train_scratch evaluate@scratch
-    dvc exp run -n alexnet-scratch -S model.arch=alexnet train_scratch evaluate@scratch
+    dvc exp run -n alexnet-scratch -S model.arch=alexnet -S <recipe key>=<value> train_scratch evaluate@scratch
     python -m caltech_transfer.results.architectures --write   # prints the table, writes metrics/architectures.json
 
 metrics/architectures.json keeps the networks it already records for the same params, as metrics/seeds.json does
@@ -27,40 +28,72 @@ KEPT = {  # what the table keeps of each metrics file
 }
 
 
-def without_arch(params):
-    model = {k: v for k, v in params.get("model", {}).items() if k != "arch"}
-    return {**params, "model": model} if "model" in params else params
+RECIPE = ("scratch", "scratch_lr")  # the train.* keys of the scratch recipe, which a network may adapt
+
+
+def shared(params):
+    """What a network's run shares with the workspace: every param but model.arch and the scratch recipe."""
+    dropped = {"model": ("arch",), "train": RECIPE}
+    return {
+        section: {k: v for k, v in values.items() if k not in dropped.get(section, ())}
+        if isinstance(values, dict)
+        else values
+        for section, values in params.items()
+    }
+
+
+def scratch_recipe(params):
+    """{dotted key: value} of the scratch recipe in `params`."""
+    train = params["train"]
+    return {"train.scratch_lr": train["scratch_lr"]} | {f"train.scratch.{k}": v for k, v in train["scratch"].items()}
+
+
+def adapted(network, reference):
+    """The scratch recipe's keys a network's run set otherwise than `reference`, with its values."""
+    ours = scratch_recipe(reference)
+    return {key: value for key, value in network["recipe"].items() if ours.get(key) != value}
 
 
 def architectures(runs, reference, recorded=None):
-    """{"params": the params but model.arch, "networks": {arch: scratch's test metrics, training time, device,
-    precision}} over the runs that differ from `reference` only in model.arch and trained scratch themselves (a
-    run that did not rerun it carries the workspace's files: the same values again), plus the networks `recorded`
-    holds for the same params."""
-    networks = {}
+    """{"params": the params `shared` keeps, "networks": {arch: scratch's test metrics, training time, device,
+    precision, and the scratch recipe it ran}} over the runs that share those params with `reference` and trained
+    scratch themselves (a run that did not rerun it carries the workspace's files: the same values again), plus
+    the networks `recorded` holds for the same params."""
+    networks, seen = {}, []
     for params, metrics in runs:
-        if without_arch(params) != without_arch(reference) or not all(f in metrics for f in KEPT):
+        if shared(params) != shared(reference) or not all(f in metrics for f in KEPT):
             continue
         result = {k: metrics[f][k] for f, keys in KEPT.items() for k in keys}
-        if result not in networks.values():
-            networks.setdefault(params["model"]["arch"], result)
-    if recorded and applies(recorded, reference, without_arch):
+        if result not in seen:
+            seen.append(result)
+            networks.setdefault(params["model"]["arch"], {**result, "recipe": scratch_recipe(params)})
+    if recorded and applies(recorded, reference, shared):
         for arch, result in recorded["networks"].items():
             networks.setdefault(arch, result)
-    return {"params": without_arch(reference), "networks": networks}
+    return {"params": shared(reference), "networks": networks}
 
 
 def architectures_for(path, params):
     """The networks' table at `path` when it was computed for these params (model.arch aside), else {}."""
-    return recorded_table(path, params, without_arch)
+    return recorded_table(path, params, shared)
 
 
-def markdown(table):
-    lines = ["| network | top-1 | mean per-class | training time | trained on |", "|---|---|---|---|---|"]
+def command(arch, network, reference):
+    """The `dvc exp run` that trains and scores this network from scratch in a workspace holding `reference`."""
+    settings = "".join(f" -S {key}={value}" for key, value in adapted(network, reference).items())
+    return f"dvc exp run -S model.arch={arch}{settings} train_scratch evaluate@scratch"
+
+
+def markdown(table, reference):
+    lines = [
+        "| network | top-1 | mean per-class | training time | trained on | scratch recipe |",
+        "|---|---|---|---|---|---|",
+    ]
     for arch, r in table["networks"].items():
+        changes = ", ".join(f"`{key}={value}`" for key, value in adapted(r, reference).items()) or "as above"
         lines.append(
             f"| `{arch}` | {r['top1_accuracy']:.4f} | {r['mean_per_class_accuracy']:.4f} | "
-            f"{r['train_seconds'] / 60:.1f} min | {r['device']}, {r['precision']} |"
+            f"{r['train_seconds'] / 60:.1f} min | {r['device']}, {r['precision']} | {changes} |"
         )
     return "\n".join(lines)
 
@@ -74,7 +107,7 @@ def main():
     table = architectures(runs_from_dvc(), reference, architectures_for(ARCHITECTURES_FILE, reference))
     if not table["networks"]:
         raise UserError("no run trained scratch with these params: run the experiments this module's help shows")
-    print(markdown(table))
+    print(markdown(table, reference))
     if args.write:
         write_json(ARCHITECTURES_FILE, table)
         print(f"wrote {ARCHITECTURES_FILE}")

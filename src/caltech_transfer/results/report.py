@@ -171,16 +171,19 @@ def architectures_section(table, params):
         "-S model.crop_pct=null` runs every mode with ResNet-18."
     )
     seed = params["split"]["seed"]
-    heading = f"## Other networks from scratch\n\nThe scratch recipe above with another `model.arch`, split {seed}."
+    heading = (
+        f"## Other networks from scratch\n\nThe scratch recipe above with another `model.arch`, split {seed}; the "
+        "last column names what a network's recipe changed where its architecture needs it."
+    )
     if not table.get("networks"):
         return (
             f"{heading} None is recorded for these params: run the experiments in "
             "`python -m caltech_transfer.results.architectures --help`, then its `--write`.\n\n" + pretrained
         )
     commands = "\n".join(
-        f"    dvc exp run -S model.arch={arch} train_scratch evaluate@scratch" for arch in table["networks"]
+        f"    {architectures.command(arch, network, params)}" for arch, network in table["networks"].items()
     )
-    return f"{heading}\n\n{architectures.markdown(table)}\n\nMade with:\n\n{commands}\n\n{pretrained}"
+    return f"{heading}\n\n{architectures.markdown(table, params)}\n\nMade with:\n\n{commands}\n\n{pretrained}"
 
 
 def recipe(mode, params):
