@@ -1,5 +1,5 @@
 from caltech_transfer.results import architectures
-from caltech_transfer.results.report import architectures_section
+from caltech_transfer.results.report import architectures_section, scratch_beside_published
 
 
 def run(arch, top1, lr=0.05, seconds=600.0, seed=0):
@@ -57,3 +57,14 @@ def test_the_table_keeps_the_runs_that_differ_only_in_the_network_and_its_recipe
     assert "dvc exp run -S model.arch=alexnet -S train.scratch_lr=0.01 train_scratch evaluate@scratch" in section
     assert "model.weights=imagenet" in section  # the pretrained rows' command, for where the weights download
     assert "None is recorded" in architectures_section({}, workspace[0])
+
+
+def test_scratch_is_worded_against_the_zeiler_fergus_convnet_by_its_spread():
+    def sentence(ours):
+        return scratch_beside_published({"mean_per_class_accuracy": ours})
+
+    assert "0.495 mean per-class accuracy on one split: above" in sentence(0.4949)
+    assert "more than one of their standard deviations" in sentence(0.4949)  # 0.465 ± 0.017
+    assert "above" in sentence(0.47) and "within one" in sentence(0.47)
+    assert "below" in sentence(0.45) and "within one" in sentence(0.45)
+    assert "below" in sentence(0.40) and "more than one" in sentence(0.40)
