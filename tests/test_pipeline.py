@@ -196,6 +196,10 @@ def test_metrics_and_plots_are_declared(repo):
         assert any(expected in name for name in names), (expected, names)
     table = dvc(repo, "exp", "show", "--csv").stdout.splitlines()
     assert "train.finetune_lr" in table[0] and "mean_per_class_accuracy" in table[0]
+    # a table people can read: few metrics, named for people, and deps by folder
+    workspace = json.loads(dvc(repo, "exp", "show", "--json").stdout)[0]["data"]
+    values = [v for file in workspace["metrics"].values() for v in file["data"].values()]
+    assert len(values) <= 30 and len(workspace["deps"]) <= 12, (len(values), sorted(workspace["deps"]))
 
 
 def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
@@ -227,6 +231,9 @@ def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
         (repo / "metrics" / "finetune" / "test.json").read_text()
     )
     assert {run[0]["train"]["finetune_lr"] for run in others} >= {1e-5}  # the experiment itself
+
+    columns = dvc(repo, "exp", "show", "--only-changed", "--csv").stdout.splitlines()[0].split(",")
+    assert "train.finetune_lr" in columns and len(columns) <= 20, columns
 
 
 def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):
