@@ -279,8 +279,10 @@ def workspace_summary(repo, mode):
     """The running or finished stage's summary as `dvc exp show` reads it from the workspace (VS Code polls it)."""
     table = json.loads(dvc(repo, "exp", "show", "--json").stdout)
     workspace = next(row for row in table if row["rev"] == "workspace")
-    metrics = workspace["data"]["metrics"].get(f"metrics/{mode}/train/metrics.json")
-    return (metrics or {}).get("data", {})  # an "error" entry while DVCLive rewrites the file
+    # data is None, with an "error", while dvc exp run rewrites dvc.lock or an output; an entry's "error" while
+    # DVCLive rewrites the file: the next poll reads it
+    metrics = (workspace["data"] or {}).get("metrics", {}).get(f"metrics/{mode}/train/metrics.json")
+    return (metrics or {}).get("data", {})
 
 
 def test_dvc_exp_show_follows_a_running_stage_and_a_resumed_run_logs_each_epoch_once(repo):
