@@ -6,16 +6,18 @@ import pytest
 from scipy import stats
 
 from caltech_transfer.results import spread
+from caltech_transfer.results.report import seeds_section
 
 
-def run(seed, top1, lr=1e-4, mode="finetune"):
+def run(seed, top1, lr=1e-4, mode="finetune", device="CPU (2 threads)"):
     params = {"split": {"seed": seed, "scheme": "standard"}, "train": {"finetune_lr": lr}}
     metrics = {
         f"metrics/{mode}/test.json": {
             "top1_accuracy": top1,
             "top5_accuracy": 1.0,
             "mean_per_class_accuracy": top1 - 0.01,
-        }
+        },
+        f"metrics/{mode}/train/metrics.json": {"device": device, "precision": "fp32", "best_epoch": 3},
     }
     return params, metrics
 
@@ -45,7 +47,10 @@ def test_spread_over_seeds_of_otherwise_equal_runs(tmp_path):
     )
     assert "| finetune | 0.9233 ± 0.0252 [0.8608, 0.9858] |" in spread.markdown(table)
 
-    stale = {"metrics/scratch/test.json": {k: 0.5 for k in spread.METRICS}}  # seed 0's file, carried unchanged
+    stale = {  # seed 0's files, carried unchanged
+        "metrics/scratch/test.json": {k: 0.5 for k in spread.METRICS},
+        "metrics/scratch/train/metrics.json": {"device": "CPU (2 threads)", "precision": "fp32"},
+    }
     table = spread.spread([(p, {**m, **stale}) for p, m in runs], reference)
     assert "scratch" not in table and table["finetune"]["top1_accuracy"]["std"] == top1["std"]
 
@@ -71,6 +76,24 @@ def test_seeds_recorded_earlier_join_the_new_runs(tmp_path):
     assert table["finetune"]["top1_accuracy"]["values"] == {"0": 0.90, "1": 0.92, "2": 0.95, "3": 0.93, "4": 0.94}
     other = spread.spread([run(3, 0.93, lr=1e-3), run(4, 0.94, lr=1e-3)], run(0, 0.0, lr=1e-3)[0], recorded)
     assert other["seeds"] == [3, 4]  # recorded for other params: not mixed in
+
+
+def test_the_table_names_where_each_seed_trained(tmp_path):
+    """The machine and precision come from each run's training summary, survive the recorded table, and are named
+    once when all seeds share them, per seed when they differ."""
+    reference = run(0, 0.0)[0]
+    table = spread.spread([run(0, 0.90), run(1, 0.92)], reference)
+    assert table["trained_on"] == {"finetune": {"0": "CPU (2 threads), fp32", "1": "CPU (2 threads), fp32"}}
+    assert "Split seeds 0, 1, trained on CPU (2 threads), fp32:" in spread.markdown(table)
+
+    path = tmp_path / "seeds.json"
+    spread.write_json(path, table)
+    later = spread.spread([run(2, 0.95, device="GPU")], reference, spread.seeds_for(path, reference))
+    assert spread.trained_on(later) == "CPU (2 threads), fp32 (seeds 0, 1); GPU, fp32 (seeds 2)"
+    assert "trained on CPU (2 threads), fp32 (seeds 0, 1); GPU, fp32 (seeds 2): mean ±" in seeds_section(later)
+
+    without_summary = [(p, {k: v for k, v in m.items() if "train" not in k}) for p, m in [run(0, 0.9), run(1, 0.9)]]
+    assert spread.spread(without_summary, reference)["seeds"] == []  # a result whose training is unknown: left out
 
 
 def test_the_paired_difference_is_per_split_and_only_shared_seeds_count():

@@ -12,7 +12,7 @@ from ..core.layout import CURVE_MODES, MODES, SUMMARY
 from ..data.split import SPLITS, pool_size, read_manifest
 from . import architectures, learning_curve
 from .architectures import architectures_for
-from .spread import METRIC_NAMES, METRICS, interval_cell, seeds_for, verdict
+from .spread import METRIC_NAMES, METRICS, interval_cell, seeds_for, trained_on, verdict
 
 FIGURES = [
     ("comparison.png", "Test accuracy by mode"),
@@ -147,7 +147,8 @@ def seeds_section(seeds):
         )
     lines = [
         f"Over split seeds {', '.join(map(str, seeds['seeds']))} (each seed draws other training, validation "
-        "and test images): mean ± standard deviation [95% t-interval of the mean].",
+        f"and test images), trained on {trained_on(seeds)}: mean ± standard deviation [95% t-interval of the "
+        "mean].",
         "",
         "| mode | seeds | " + " | ".join(METRIC_NAMES[k] for k in METRICS) + " |",
         "|---|---|---|---|---|",

@@ -19,7 +19,7 @@ from scipy import stats
 from ..core.cli import cli
 from ..core.errors import UserError
 from ..core.files import write_json
-from ..core.layout import MODES
+from ..core.layout import MODES, SUMMARY
 from ..core.params import read_yaml
 from .experiments import applies, recorded_table, runs_from_dvc
 
@@ -48,17 +48,16 @@ def without_seed(params):
 
 
 def spread(runs, reference, recorded=None):
-    """The seeds' table: per mode and metric the summary of `interval` and the value per seed, over the runs whose
-    params equal `reference` but for split.seed (one run per seed: the first listed, i.e. the workspace before
-    experiments), then the seeds of `recorded` (an earlier table for the same params) that no run has; and the
-    paired difference of PAIR on the seeds both modes have."""
+    """The seeds' table: per mode and metric the summary of `interval` and the value per seed, and per mode the
+    device and precision each seed trained on, over the runs whose params equal `reference` but for split.seed (one
+    run per seed: the first listed, i.e. the workspace before experiments), then the seeds of `recorded` (an earlier
+    table for the same params) that no run has; and the paired difference of PAIR on the seeds both modes have."""
     per_seed = {}
     for params, metrics in runs:
         if without_seed(params) == without_seed(reference):
             per_seed.setdefault(params["split"]["seed"], metrics)
     results = {
-        mode: fresh_results({seed: m.get(f"metrics/{mode}/test.json") for seed, m in sorted(per_seed.items())})
-        for mode in MODES
+        mode: fresh_results({seed: seed_result(m, mode) for seed, m in sorted(per_seed.items())}) for mode in MODES
     }
     for mode, values in recorded_results(recorded, reference).items():
         for seed, result in values.items():
@@ -66,10 +65,13 @@ def spread(runs, reference, recorded=None):
     table = {
         "seeds": sorted({seed for values in results.values() for seed in values}),
         "params": without_seed(reference),
+        "trained_on": {},
     }
     for mode, values in results.items():
         if len(values) >= 2:
-            table[mode] = {k: summary({seed: v[k] for seed, v in sorted(values.items())}) for k in METRICS}
+            values = dict(sorted(values.items()))
+            table[mode] = {k: summary({seed: v[k] for seed, v in values.items()}) for k in METRICS}
+            table["trained_on"][mode] = {str(seed): v["trained_on"] for seed, v in values.items()}
     first, second = (results[mode] for mode in PAIR)
     shared = sorted(set(first) & set(second))
     if len(shared) >= 2:
@@ -77,16 +79,23 @@ def spread(runs, reference, recorded=None):
     return table
 
 
+def seed_result(metrics, mode):
+    """A mode's test metrics in one run and the machine and precision that trained it, or None when the run has
+    not both."""
+    test, train = metrics.get(f"metrics/{mode}/test.json", {}), metrics.get(f"metrics/{mode}/{SUMMARY}", {})
+    if not all(k in test for k in METRICS) or not {"device", "precision"} <= train.keys():
+        return None
+    return {k: test[k] for k in METRICS} | {"trained_on": f"{train['device']}, {train['precision']}"}
+
+
 def fresh_results(per_seed):
-    """The seeds' test metrics that their own runs produced. A mode whose stages a seed's run did not reproduce
-    (scratch, in the loop of this module's help) carries the first seed's file unchanged; two splits cannot give
+    """The seeds' results that their own runs produced. A mode whose stages a seed's run did not reproduce
+    (scratch, in the loop of this module's help) carries the first seed's files unchanged; two splits cannot give
     the very same metrics, so a result seen at a lower seed already does not count again."""
     fresh = {}
     for seed, result in per_seed.items():
-        if result and all(k in result for k in METRICS):
-            result = {k: result[k] for k in METRICS}
-            if result not in fresh.values():
-                fresh[seed] = result
+        if result and result not in fresh.values():
+            fresh[seed] = result
     return fresh
 
 
@@ -96,8 +105,8 @@ def recorded_results(table, reference):
         return {}
     return {
         mode: {
-            int(seed): {k: table[mode][k]["values"][seed] for k in METRICS}
-            for seed in table[mode][METRICS[0]]["values"]
+            int(seed): {k: table[mode][k]["values"][seed] for k in METRICS} | {"trained_on": machine}
+            for seed, machine in table["trained_on"][mode].items()
         }
         for mode in MODES
         if mode in table
@@ -134,14 +143,25 @@ def verdict(difference, metric):
     return f"On {name} accuracy no difference between {first} and {second} is detected at {n} seeds ({interval})."
 
 
+def trained_on(table):
+    """Where the seeds' runs trained: "<device>, <precision>", with each one's seeds when they differ."""
+    seeds = {}
+    for machines in table["trained_on"].values():
+        for seed, machine in machines.items():
+            seeds.setdefault(machine, set()).add(int(seed))
+    if len(seeds) == 1:
+        return next(iter(seeds))
+    return "; ".join(f"{machine} (seeds {', '.join(map(str, sorted(s)))})" for machine, s in seeds.items())
+
+
 def interval_cell(s):
     return f"{s['mean']:.4f} ± {s['std']:.4f} [{s['low']:.4f}, {s['high']:.4f}]"
 
 
 def markdown(table):
     lines = [
-        f"Split seeds {', '.join(map(str, table['seeds']))}: mean ± standard deviation "
-        f"[{CONFIDENCE:.0%} interval of the mean]:",
+        f"Split seeds {', '.join(map(str, table['seeds']))}, trained on {trained_on(table)}: mean ± standard "
+        f"deviation [{CONFIDENCE:.0%} interval of the mean]:",
         "",
         "| mode | top-1 | top-5 | mean per-class |",
         "|---|---|---|---|",
