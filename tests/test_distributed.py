@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from caltech_transfer.core.params import read_yaml, set_dotted
-from caltech_transfer.train.distributed import ShardedSampler
+from caltech_transfer.model.factory import build_model
+from caltech_transfer.train.distributed import ShardedSampler, sync_batchnorm
 from conftest import LEARNS, PROJECT
 
 EPOCHS = LEARNS["train.finetune.epochs"]  # at batch 4, 2 per process: the effective batch is what is compared
@@ -31,6 +32,25 @@ def test_shards_are_disjoint_and_cover_the_set(count):
     assert len(overlap) == len(shards[0]) * 2 - count  # only the padding of an odd count repeats an index
     evaluation = [list(ShardedSampler(count, rank=rank, size=2)) for rank in range(2)]
     assert sorted(evaluation[0] + evaluation[1]) == list(range(count))
+
+
+@pytest.mark.parametrize("arch", ["timm/tf_efficientnet_lite0", "resnet18", "alexnet"])
+def test_synchronised_batch_norm_computes_what_the_network_computed(arch):
+    """Several GPUs train the network one GPU trains: the conversion keeps every layer's function (timm's norm layers
+    apply their activation inside), checked in eval mode, where SyncBatchNorm runs on the CPU too."""
+    torch.manual_seed(0)
+    model, _ = build_model(arch, "none", 5, 64)
+    for module in model.modules():  # statistics of their own, so that each norm layer's function shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    model.eval()
+    with torch.no_grad():
+        expected = model(images)
+        converted = sync_batchnorm(model).eval()
+        assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) or arch == "alexnet"
+        assert torch.equal(converted(images), expected)
 
 
 def stage_dir(small_dataset, root, **overrides):

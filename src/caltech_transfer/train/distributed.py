@@ -89,12 +89,22 @@ def wrap(net, device, batchnorm_trains, some_frozen_epochs):
     if not dist.is_initialized():
         return net
     if batchnorm_trains and device == "cuda":  # SyncBatchNorm runs on GPUs only; on the CPU each process
-        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # normalises with its own share of the batch
+        net = sync_batchnorm(net)  # normalises with its own share of the batch
     return nn.parallel.DistributedDataParallel(
         net,
         device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
         find_unused_parameters=some_frozen_epochs,
     )
+
+
+def sync_batchnorm(net):
+    """`net` with every batch norm synchronised across processes and computing what it computed before. timm's
+    conversion, not torch's: timm's BatchNormAct2d applies its activation inside the norm layer, and torch's
+    conversion makes it a plain SyncBatchNorm that drops the activation (EfficientNet-Lite would lose every ReLU6).
+    For torchvision's networks both conversions are the same."""
+    from timm.layers import convert_sync_batchnorm
+
+    return convert_sync_batchnorm(net)
 
 
 def sum_over_processes(*values):
