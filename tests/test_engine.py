@@ -206,6 +206,13 @@ def test_auto_precision_is_fp32_on_every_cpu_and_fp16_is_refused_there():
         autocast_dtype("fp16", "cpu")
 
 
+@pytest.mark.parametrize("native, dtype", [(True, torch.bfloat16), (False, torch.float16)])
+def test_auto_precision_on_a_gpu_takes_bf16_only_where_it_is_native(monkeypatch, native, dtype):
+    """torch counts emulated bf16 (T4, V100) as supported unless asked not to; there auto is fp16 with the scaler."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or native)
+    assert autocast_dtype("auto", "cuda") is dtype
+
+
 def test_schedules():
     recipe = {"epochs": 2, "warmup_steps": 2, "scheduler": "cosine", "min_lr": 0.1, "gamma": 0.5, "step_size": 1}
     factor = engine.lr_factor(recipe, steps_per_epoch=5, base_lr=1.0)

@@ -24,14 +24,15 @@ def resolve_device(name):
 
 
 def autocast_dtype(precision, device):
-    """The autocast dtype, or None for fp32. auto: bf16 on CUDA (fp16 on older GPUs), fp32 on the CPU. On the CPU
+    """The autocast dtype, or None for fp32. auto: bf16 on CUDA GPUs that have it (Ampere and later), fp16 with the
+    grad scaler on older ones (T4, V100: torch emulates bf16 there, slowly), fp32 on the CPU. On the CPU
     bf16 is neither reliably faster (it depends on the CPU, the network and the input size; emulated where the CPU
     lacks it) nor the same result (docs/performance.md), so fp32 keeps a run comparable across CPUs; bf16 is an
     opt-in there."""
     if precision == "auto":
         if device == "cpu":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if precision == "fp16" and device == "cpu":
         raise UserError("runtime.precision fp16 needs CUDA; on CPU use bf16 or fp32")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
