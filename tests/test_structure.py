@@ -2,6 +2,7 @@
 stage runs, so that DVC reruns a stage whenever code it runs changes."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,31 @@ def test_functions_are_short(folder):
 def test_byte_code_is_no_dep():
     """Folder deps would otherwise change with every import that writes __pycache__ (another Python, another clone)."""
     assert "__pycache__/" in (ROOT / ".dvcignore").read_text().split()
+
+
+# What the code uses that older releases lack: (package, the release that brought it, a text that marks its use).
+NEWEST_USED = [
+    ("torch", (2, 5), "torch.OutOfMemoryError"),
+    ("torch", (2, 3), "torch.amp.GradScaler("),
+    ("python", (3, 11, 4), 'filter="data"'),  # tarfile's extraction filter: 3.11.4 in the 3.11 line
+]
+
+
+def declared_floor(package):
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    if package == "python":
+        spec = project["requires-python"]
+    else:
+        spec = next(d for d in project["dependencies"] if re.match(rf"{package}\b", d))
+    return tuple(int(n) for n in re.search(r">=\s*([\d.]+)", spec).group(1).split("."))
+
+
+@pytest.mark.parametrize("package, release, marker", NEWEST_USED, ids=lambda v: str(v))
+def test_declared_versions_are_those_the_code_needs(package, release, marker):
+    code = "".join(p.read_text() for folder in ("src", "benchmarks") for p in (ROOT / folder).rglob("*.py"))
+    assert marker in code, f"{marker} is no longer used: drop it from NEWEST_USED"
+    assert declared_floor(package) >= release, (
+        f"pyproject.toml admits {package} older than {release}, which lacks {marker}"
+    )
