@@ -177,12 +177,12 @@ LEARNS = {"train.finetune.epochs": 15, "train.finetune_lr": 1e-3, "train.head_lr
 def stage_params(stage, **overrides):
     """The params of `stage` from the tests' own params file (never the tuned defaults of params.yaml),
     with dotted-key overrides, validated like a real run."""
-    from caltech_transfer.core.params import declared_keys, read_yaml, set_dotted, validate
+    from caltech_transfer.core.params import declared_keys, read_yaml, set_dotted, validate, with_speed_settings
 
     raw = read_yaml(Path(__file__).with_name("params.yaml"))
     for dotted, value in overrides.items():
         set_dotted(raw, dotted, value)
-    return validate(raw, declared_keys(stage, PROJECT / "dvc.yaml"))
+    return validate(raw, with_speed_settings(declared_keys(stage, PROJECT / "dvc.yaml")))
 
 
 def data_paths(data, out, mode):

@@ -1,6 +1,7 @@
 import copy
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -170,6 +171,68 @@ def test_interrupted_run_resumes_to_the_same_weights(small_dataset, tmp_path):
     for key, value in final["straight"].items():
         assert torch.equal(final["resumed"][key], value), key
     assert learning_curves(tmp_path / "straight") == learning_curves(tmp_path / "resumed")
+
+
+def test_loader_processes_change_no_draw_and_a_resumed_run_is_the_uninterrupted_one(small_dataset, tmp_path):
+    """Every draw of training is a function of (train.seed, epoch, image): crops, flips and TrivialAugment in loader
+    processes that persist across epochs as in the main process, mixup and dropout unmoved by the loader."""
+    settings = {
+        "train.scratch.epochs": 3,
+        "train.scratch.batch_size": 8,
+        "train.scratch.auto_augment": "trivial",
+        "train.scratch.mixup_alpha": 0.2,
+    }
+
+    def crash_after_first_epoch(epoch, model):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run("scratch", small_dataset, tmp_path / "resumed", crash_after_first_epoch, **settings, **{"train.workers": 2})
+    weights = {
+        name: run("scratch", small_dataset, tmp_path / name, **settings, **{"train.workers": workers})[1]["state_dict"]
+        for name, workers in (("resumed", 2), ("two workers", 2), ("no workers", 0))
+    }
+    for key, value in weights["no workers"].items():
+        assert torch.equal(weights["two workers"][key], value), key
+        assert torch.equal(weights["resumed"][key], value), key
+
+
+def crash_after_first_epoch(epoch, model):
+    if epoch == 1:
+        raise KeyboardInterrupt
+
+
+def test_a_resume_state_is_used_only_by_its_own_run(small_dataset, tmp_path):
+    """After an interruption, other cached pixels (cache.fit: crop) or another starting head (a retrained
+    feature_extract checkpoint) make another run: it starts over instead of resuming the old one's state."""
+    from caltech_transfer.data.cache import build_cache
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset / "split", data / "split")
+    shutil.copytree(small_dataset / "cache", data / "cache")
+    head = {"train.feature_extract.epochs": 1}
+    run("feature_extract", data, tmp_path / "models", **head)
+    settings = {
+        "train.finetune.epochs": 2,
+        "train.finetune.batch_size": 8,
+        "train.finetune.init_head": "feature_extract",
+    }
+    epochs = []
+
+    def record(epoch, model):
+        epochs.append(epoch)
+
+    for change in ("the starting head", "the cached pixels"):
+        with pytest.raises(KeyboardInterrupt):
+            run("finetune", data, tmp_path / "models", crash_after_first_epoch, **settings)
+        if change == "the starting head":
+            run("feature_extract", data, tmp_path / "models", **head, **{"train.feature_extract_lr": 0.01})
+        else:
+            build_cache(small_dataset / "raw" / "101_ObjectCategories", data / "split", data / "cache", 40, "crop", 1)
+        epochs.clear()
+        run("finetune", data, tmp_path / "models", record, **settings)
+        assert epochs == [1, 2], change
 
 
 def learning_curves(out):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from caltech_transfer.core.errors import UserError
-from caltech_transfer.core.params import load_params, read_yaml, validate
+from caltech_transfer.core.params import SPEED_ONLY, declared_keys, load_params, read_yaml, validate
 from conftest import PROJECT
 
 
@@ -46,6 +46,15 @@ def test_each_stage_gets_only_its_declared_keys(project):
     assert set(load_params("split", project)) == {"split", "cache"}
     evaluate = load_params("evaluate@finetune", project)
     assert set(evaluate) == {"evaluate", "runtime"}  # no train.* key: a loader setting of training reruns none
+
+
+def test_loader_processes_rerun_no_training_or_evaluation(project):
+    """The number of loader processes changes no draw (tests/test_engine.py), so no stage that trains or scores
+    declares it, and each still reads it."""
+    for stage in ("train_finetune", "train_scratch", "train_feature_extract", "evaluate@finetune", "curve@2"):
+        assert not set(SPEED_ONLY) & set(declared_keys(stage, project / "dvc.yaml")), stage
+    assert "workers" in load_params("train_scratch", project)["train"]
+    assert "workers" in load_params("curve@2", project)["evaluate"]
 
 
 @pytest.mark.parametrize(

@@ -275,6 +275,48 @@ def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):
         (repo / "params.yaml").write_text(original)
 
 
+def test_with_loader_processes_an_interrupted_stage_rerun_under_dvc_repro_is_the_uninterrupted_run(repo):
+    """The default two loader processes: SIGTERM to `dvc repro` after the first epoch, `dvc repro` again, and the
+    checkpoint is the one an uninterrupted run writes, tensor for tensor."""
+    original = (repo / "params.yaml").read_text()
+    params = read_yaml(repo / "params.yaml")
+    set_dotted(params, "train.workers", 2)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "train_finetune" not in dvc(repo, "status").stdout  # loader processes rerun nothing
+    set_dotted(params, "train.finetune.epochs", 20)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    resume_file = repo / "models" / "finetune.resume.pt"
+    try:
+        dvc(repo, "repro", "train_finetune")
+        uninterrupted = torch.load(repo / "models" / "finetune.pt", weights_only=True)["state_dict"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro", "-f", "train_finetune"],
+            cwd=repo,
+            env=environment(),
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 300
+        while not resume_file.exists():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=120)
+        interrupted_after = torch.load(resume_file, weights_only=True)["state"]["epoch"]
+        assert proc.returncode != 0 and 1 <= interrupted_after < 20
+
+        rerun = dvc(repo, "repro", "train_finetune")
+        assert f"resuming after epoch {interrupted_after}" in rerun.stdout
+        resumed = torch.load(repo / "models" / "finetune.pt", weights_only=True)["state_dict"]
+        assert resumed.keys() == uninterrupted.keys()
+        for key, value in uninterrupted.items():
+            assert torch.equal(resumed[key], value), key
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
 def workspace_summary(repo, mode):
     """The running or finished stage's summary as `dvc exp show` reads it from the workspace (VS Code polls it)."""
     table = json.loads(dvc(repo, "exp", "show", "--json").stdout)

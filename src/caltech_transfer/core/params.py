@@ -254,6 +254,20 @@ def _first_line(err):
     return f"line {mark.line + 1}: {problem}" if mark else problem
 
 
+# Settings of speed alone: a stage reads them without declaring them in dvc.yaml, so changing one reruns no training
+# or evaluation (the report, which lists whole sections to describe the recipes, reruns in a second).
+# Loader processes draw nothing of their own (every training draw is seeded per image and epoch), so the number of
+# them changes no output.
+SPEED_ONLY = ("train.workers", "evaluate.workers")
+
+
+def with_speed_settings(keys):
+    """`keys` and the speed-only settings of the sections they read from."""
+    sections = {key.split(".")[0] for key in keys}
+    covered = [key for key in SPEED_ONLY if any(key == k or key.startswith(k + ".") for k in keys)]
+    return keys + [key for key in SPEED_ONLY if key.split(".")[0] in sections and key not in covered]
+
+
 def load_params(stage, root="."):
     """The validated params that `stage` declares in dvc.yaml, read from params.yaml under root.
 
@@ -268,4 +282,4 @@ def load_params(stage, root="."):
         raw = read_yaml(params_file)
     except YAMLError as err:
         raise UserError(f"params.yaml {_first_line(err)}: DVC refuses this file too; fix that line") from None
-    return validate(raw, declared_keys(stage, root / "dvc.yaml"))
+    return validate(raw, with_speed_settings(declared_keys(stage, root / "dvc.yaml")))

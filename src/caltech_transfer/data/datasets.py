@@ -63,10 +63,17 @@ class CachedImages(Dataset):
             self._pixels = np.load(self.file, mmap_mode="r")
         return torch.from_numpy(np.array(self._pixels[self.rows[i]])).permute(2, 0, 1)
 
-    def __getitem__(self, i):
+    def __getitem__(self, item):
+        """Image `item` transformed; for `(index, seed)`, its random transforms drawn from `seed` alone, with the
+        process's own random state left as it was (so that drawing here never moves the training's draws)."""
+        i, seed = item if isinstance(item, tuple) else (item, None)
         img = self.image(i)
-        if self.transform is not None:
+        if self.transform is not None and seed is None:
             img = self.transform(img)
+        elif self.transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                img = self.transform(img)
         return img, self.labels[i]
 
 
@@ -134,7 +141,9 @@ class CentreCrops:
 
 
 def make_loader(dataset, batch_size, workers=0, sampler=None):
-    """Worker processes persist across epochs: starting them anew each epoch costs seconds."""
+    """Worker processes persist across epochs: starting them anew each epoch costs seconds. The loader's own
+    generator: otherwise each epoch's iterator takes a draw from the global one, and only without workers (a new
+    iterator each epoch), so dropout and mixup would draw otherwise with 0 workers than with 2."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -142,4 +151,5 @@ def make_loader(dataset, batch_size, workers=0, sampler=None):
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator(),
     )

@@ -65,10 +65,14 @@ def per_process(batch_size):
 class ShardedSampler(torch.utils.data.Sampler):
     """This process's share of the indices: a permutation drawn from `generator` (seeded the same on every process
     each epoch, which makes it the epoch's shuffle) dealt out in turn, padded by wrapping around so that every
-    process runs the same number of steps. Without shuffling, and for evaluation, no padding."""
+    process runs the same number of steps. Without shuffling, and for evaluation, no padding.
 
-    def __init__(self, count, generator=None, shuffle=False, rank=None, size=None):
-        self.count, self.generator, self.shuffle = count, generator, shuffle
+    `keyed`: each index comes with the seed of that image's random draws this epoch, `(index, seed)` (for
+    `CachedImages`), a function of the generator's seed and the index alone: loader processes then crop and flip an
+    image the same whichever of them reads it, whatever they read before, and however many there are."""
+
+    def __init__(self, count, generator=None, shuffle=False, rank=None, size=None, keyed=False):
+        self.count, self.generator, self.shuffle, self.keyed = count, generator, shuffle, keyed
         self.rank, self.size = (rank, size) if size else rank_and_size()
 
     def __len__(self):
@@ -79,7 +83,11 @@ class ShardedSampler(torch.utils.data.Sampler):
             return iter(range(self.rank, self.count, self.size))
         order = torch.randperm(self.count, generator=self.generator).tolist()
         order += order[: len(self) * self.size - self.count]
-        return iter(order[self.rank :: self.size])
+        mine = order[self.rank :: self.size]
+        if not self.keyed:
+            return iter(mine)
+        epoch_draw = int(torch.randint(2**31, (), generator=self.generator))  # after the shuffle: it stays as it was
+        return iter([(i, epoch_draw * self.count + i) for i in mine])
 
 
 def wrap(net, device, batchnorm_trains, some_frozen_epochs):

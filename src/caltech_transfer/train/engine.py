@@ -14,8 +14,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..core.errors import UserError
-from ..data.cache import cache_fit, manifest_digest
-from ..data.split import read_classes, read_manifest
+from ..data.cache import cache_fit
+from ..data.split import read_classes
 from . import resume
 from .distributed import is_main, sum_over_processes
 from .mixing import BatchMixer
@@ -41,8 +41,7 @@ def train(mode, params, paths, on_epoch_end=None):
     network = training_network(mode, learner, recipe, runtime)
     steps = Optimization.of(recipe, groups, len(train_loader), runtime)
 
-    training_images = (manifest_digest(read_manifest(paths.split / "train.csv")), paths.train_per_class)
-    run_id = resume.fingerprint(mode, params, training_images)
+    run_id = resume.fingerprint(mode, params, paths, model)  # before a resume state loads its weights
     resume_file = resume.resume_path(paths.checkpoint)
     state = resume.load(resume_file, run_id, model, steps.optimizer, steps.scheduler, steps.scaler, runtime.device)
     hardware = runtime.describe()

@@ -145,7 +145,8 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
         )
     return (
         model,
-        make_loader(train_images, batch, workers, sampler=shuffled),
+        # in loader processes each image's crop and flip come from a seed of its own, whichever process reads it
+        make_loader(train_images, batch, workers, ShardedSampler(len(train_images), generator, True, keyed=True)),
         eval_batches(val_images, prep, batch, workers, sampler=ShardedSampler(len(val_images))),
     )
 

@@ -7,7 +7,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..core.errors import UserError
+from ..core.params import SPEED_ONLY
 from ..model.checkpoints import load_checkpoint, save_checkpoint
 from .distributed import is_main
 
@@ -37,10 +40,35 @@ class RunState:
         return False
 
 
-def fingerprint(mode, params, training_images):
-    """Identifies the run a resume state belongs to: same mode, params and training images."""
-    blob = json.dumps([mode, params, training_images], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+READ_FILES = {"split": ("classes.txt", "train.csv", "val.csv"), "cache": ("meta.json", "train.npy", "val.npy")}
+PACKAGE = Path(__file__).resolve().parents[1]  # the code of every stage
+
+
+def fingerprint(mode, params, paths, model):
+    """Identifies the run a resume state belongs to by everything that decides it: the mode, its params (less the
+    settings of speed alone), the content of the files it reads (the split's manifests and cached pixels), the
+    weights it starts from (the model before its first step: pretrained, random, and the head another mode trained)
+    and the package's code. A state of any other run is not resumed."""
+    digest = hashlib.sha256(json.dumps([mode, run_params(params), paths.train_per_class], sort_keys=True).encode())
+    for folder, names in READ_FILES.items():
+        for name in names:
+            with open(Path(getattr(paths, folder), name), "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    for source in sorted(PACKAGE.rglob("*.py")):
+        digest.update(source.relative_to(PACKAGE).as_posix().encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
+def run_params(params):
+    """`params` without the settings of speed alone (`core.params.SPEED_ONLY`): a run resumes with other ones."""
+    kept = json.loads(json.dumps(params))
+    for dotted in SPEED_ONLY:
+        section, key = dotted.split(".")
+        kept.get(section, {}).pop(key, None)
+    return kept
 
 
 def resume_path(checkpoint_path):
