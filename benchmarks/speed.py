@@ -27,12 +27,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from caltech_transfer.batches.datasets import CachedImages, eval_batches, eval_transform
+from caltech_transfer.batches.device_batches import DeviceBatches
 from caltech_transfer.core.layout import RunPaths
 from caltech_transfer.core.params import load_params
 from caltech_transfer.data import split
 from caltech_transfer.data.cache import build_cache
-from caltech_transfer.data.datasets import CachedImages, eval_batches, eval_transform
-from caltech_transfer.data.device_batches import DeviceBatches
 from caltech_transfer.data.images import load_rgb
 from caltech_transfer.model.factory import build_model
 from caltech_transfer.train.engine import Optimization, train_one_epoch

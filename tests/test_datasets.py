@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from caltech_transfer.data.datasets import CachedImages, CentreCrops, eval_batches, eval_transform, make_loader
+from caltech_transfer.batches.datasets import CachedImages, CentreCrops, eval_batches, eval_transform, make_loader
 from caltech_transfer.train.distributed import ShardedSampler
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from caltech_transfer.data import device_batches
-from caltech_transfer.data.datasets import CachedImages
-from caltech_transfer.data.device_batches import DeviceBatches, centre_boxes, crop_boxes, cut, regions
+from caltech_transfer.batches import device_batches
+from caltech_transfer.batches.datasets import CachedImages
+from caltech_transfer.batches.device_batches import DeviceBatches, centre_boxes, crop_boxes, cut, regions
 from conftest import LEARNS
 from test_engine import run
 

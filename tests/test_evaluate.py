@@ -32,7 +32,7 @@ def test_metrics_equal_scikit_learn():
 
 
 def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained, monkeypatch):
-    import caltech_transfer.data.datasets as datasets_module
+    import caltech_transfer.batches.datasets as datasets_module
     import caltech_transfer.evaluation.evaluate as evaluate_module
 
     checkpoint = trained / "models" / "finetune.pt"
@@ -78,7 +78,7 @@ def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained,
 
 def test_evaluate_on_the_cpu_starts_no_loader_processes(small_dataset, trained, tmp_path, monkeypatch):
     """On the CPU loader processes would take the cores the network computes on; a GPU gets the ones asked for."""
-    import caltech_transfer.data.datasets as datasets_module
+    import caltech_transfer.batches.datasets as datasets_module
     from caltech_transfer.train.runtime import Runtime
 
     started = []

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from caltech_transfer.batches.datasets import CachedImages, check_shots, nested_subset
 from caltech_transfer.core.errors import UserError
 from caltech_transfer.core.layout import RunPaths
-from caltech_transfer.data.datasets import CachedImages, check_shots, nested_subset
 from caltech_transfer.data.split import read_manifest
 from caltech_transfer.model.factory import build_model
 from caltech_transfer.train.modes import loaders

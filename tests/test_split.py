@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from caltech_transfer.batches.datasets import CachedImages
 from caltech_transfer.core.errors import UserError
 from caltech_transfer.data import split
 from caltech_transfer.data.cache import build_cache
-from caltech_transfer.data.datasets import CachedImages
 from caltech_transfer.data.images import PAD_COLOUR, fit_square
 
 STANDARD = {

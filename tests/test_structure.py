@@ -14,9 +14,10 @@ from caltech_transfer.core.params import SCHEMA, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "caltech_transfer"
-LAYERS = ("core", "data", "model", "train", "evaluation", "results")  # each imports only from those before it
-# Modules a stage runs that its deps may leave out, each with the reason its change cannot alter any output.
-NOT_DEPS = {"src/caltech_transfer/__init__.py": "the package's docstring: no code (checked below)"}
+LAYERS = ("core", "data", "batches", "model", "train", "evaluation", "results")  # each imports only from those before
+# Modules a stage runs that its deps may leave out, because they hold no code (checked below): the package's
+# docstring and the layers' empty __init__ files.
+NOT_DEPS = [p.relative_to(ROOT).as_posix() for p in sorted(PACKAGE.glob("**/__init__.py"))]
 TORCH_FREE_STAGES = ("download", "split", "plot", "report")
 
 
@@ -93,6 +94,25 @@ def uncovered(stage_table):
 
 def test_every_stage_depends_on_the_code_it_runs():
     assert uncovered(stages()) == {}
+
+
+def code_deps(module):
+    """The code deps that cover exactly what `python -m module` runs: a layer's folder where it runs every module
+    of it, else the modules it runs one by one."""
+    ran = {p.relative_to(ROOT).as_posix() for p in closure(module)} - set(NOT_DEPS)
+    deps = []
+    for folder in sorted({path.rsplit("/", 1)[0] for path in ran}):
+        files = {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).glob("*.py")} - set(NOT_DEPS)
+        deps += [folder] if files <= ran else sorted(files & ran)
+    return deps
+
+
+@pytest.mark.parametrize("stage", list(stages()))
+def test_no_stage_depends_on_code_it_does_not_run(stage):
+    """Editing a module a stage never imports leaves it up to date (the training-only batches do not rerun the
+    data stages, the download does not rerun training)."""
+    module, deps = stages()[stage]
+    assert sorted(dep for dep in deps if dep.startswith("src/")) == code_deps(module)
 
 
 def test_a_dep_left_out_is_caught():

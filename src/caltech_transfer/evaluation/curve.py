@@ -4,11 +4,11 @@ learning curve's point at k for both modes."""
 
 import sys
 
+from ..batches.datasets import check_shots
 from ..core.cli import cli
 from ..core.errors import UserError
 from ..core.layout import CURVE_MODES, curve_point
 from ..core.params import load_params
-from ..data.datasets import check_shots
 from ..train.engine import train
 from .evaluate import evaluate
 

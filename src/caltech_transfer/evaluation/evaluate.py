@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..batches.datasets import CachedImages, eval_batches, eval_transform
 from ..core.errors import UserError
 from ..core.files import write_csv, write_json
-from ..data.datasets import CachedImages, eval_batches, eval_transform
 from ..data.split import read_classes
 from ..model.checkpoints import load_classifier
 from ..train.runtime import Runtime

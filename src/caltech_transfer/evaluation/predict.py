@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..batches.datasets import eval_transform
 from ..core.cli import cli
 from ..core.errors import UserError
 from ..core.files import write_csv
-from ..data.datasets import eval_transform
 from ..data.images import fit_square, load_rgb
 from ..model.checkpoints import load_classifier
 

@@ -1,5 +1,5 @@
 """The learning curve's table and figure, from the test metrics of its points: feature_extract and finetune
-trained on k images per class (`data.datasets.nested_subset`) by the `curve_*` stages, each scored on the whole
+trained on k images per class (`batches.datasets.nested_subset`) by the `curve_*` stages, each scored on the whole
 test split, so every point is comparable.
 
 A point is the mode's own recipe with fewer images: the same epochs over a smaller set (so fewer optimizer

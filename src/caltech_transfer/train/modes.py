@@ -15,9 +15,9 @@ from pathlib import Path
 
 from torch.utils.data import TensorDataset
 
+from ..batches.datasets import CachedImages, eval_batches, eval_transform, make_loader, train_transform
+from ..batches.device_batches import DeviceBatches, fits_on_device
 from ..core.errors import UserError
-from ..data.datasets import CachedImages, eval_batches, eval_transform, make_loader, train_transform
-from ..data.device_batches import DeviceBatches, fits_on_device
 from ..model.checkpoints import load_checkpoint
 from ..model.factory import build_model, check_input_size
 from .distributed import ShardedSampler, gather_in_order, per_process, wrap

@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode, v2
 
 from ..core.errors import UserError
-from .cache import open_cache
-from .split import pool_size
+from ..data.cache import open_cache
+from ..data.split import pool_size
 
 
 def nested_subset(rows, per_class):
