@@ -138,7 +138,8 @@ def project_way(model, prep, params, paths, batch, runtime, eval_workers, repeat
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.amp_dtype == torch.float16)
-    steps = Optimization(optimizer, scheduler, scaler, nn.CrossEntropyLoss(label_smoothing=0.1), grad_clip=0.0)
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    steps = Optimization(optimizer, scheduler, scaler, criterion, grad_clip=0.0, mixer=None)
     count = len(evaluated)
 
     def train_epoch():
