@@ -2,11 +2,8 @@
 
 Writes test.json (DVC metrics), per_class.csv, confusion.csv (the form DVC's confusion template reads,
 labelled with class names), predictions.csv and the test features (for the embedding plot). Every per-image
-file names the image, in the same order as features.npy, so plots and reports join by path.
-
-A feature_extract learning-curve point's frozen backbone gives exactly the test features `evaluate@feature_extract`
-already wrote, so its head is scored on those instead of running the backbone over the test split again (minutes
-per point on a CPU)."""
+file names the image, in the same order as features.npy, so plots and reports join by path. The learning curve's
+points are scored by the same function, each running its network over the whole test split."""
 
 from pathlib import Path
 
