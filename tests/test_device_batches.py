@@ -78,39 +78,3 @@ def test_a_model_trained_on_device_batches_learns_like_one_on_the_loader(small_d
     loader, _ = run("finetune", small_dataset, tmp_path / "loader", **settings, **{"train.data_path": "loader"})
     device, _ = run("finetune", small_dataset, tmp_path / "device", **settings, **{"train.data_path": "device"})
     assert device["best_val_accuracy"] >= 0.9 and loader["best_val_accuracy"] >= 0.9  # chance is 1/3
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_training_on_the_gpu_waits_for_it_only_every_few_steps(halves, monkeypatch):
-    """CUDA's sync debug mode warns at every host wait: one per CHECK_EVERY steps and the epoch's totals, not one
-    per step, on the path a GPU user takes (device-resident batches, autocast, channels_last)."""
-    import warnings
-
-    from caltech_transfer.train import engine
-    from caltech_transfer.train.runtime import Runtime
-
-    runtime = Runtime({"device": "cuda", "precision": "auto", "channels_last": True, "compile": False})
-    batches = DeviceBatches(halves, 2, runtime.device, 24, train=True, generator=torch.Generator().manual_seed(0))
-    net = runtime.place(
-        torch.nn.Sequential(
-            torch.nn.BatchNorm2d(3), torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 22 * 22, 2)
-        )
-    )  # batch norm: the pixels are 0-255
-    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
-    steps = engine.Optimization(optimizer, scheduler, scaler, torch.nn.CrossEntropyLoss(), grad_clip=0.0)
-    monkeypatch.setattr(engine, "CHECK_EVERY", 10)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            *_, seen = engine.train_one_epoch(net, batches, steps, runtime, "sync test")
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    waits = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
-    # 32 steps: the loss is looked at after steps 10, 20, 30 and the last; at the end the image count goes to the
-    # device and the totals come back. A bound rather than an exact list, so a harmless change of the loop passes;
-    # three waits per step (host copies from pageable memory) would exceed it many times over.
-    assert seen == 64 and len(waits) <= 6, waits
