@@ -52,6 +52,7 @@ def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained,
     monkeypatch.setattr(torch.Tensor, "backward", lambda *a, **k: pytest.fail("evaluate ran a backward pass"))
     summary = evaluate(
         checkpoint,
+        "finetune",
         small_dataset / "split",
         small_dataset / "cache",
         trained / "metrics" / "finetune",
@@ -90,6 +91,7 @@ def test_evaluate_on_the_cpu_starts_no_loader_processes(small_dataset, trained, 
     )
     evaluate(
         trained / "models" / "finetune.pt",
+        "finetune",
         small_dataset / "split",
         small_dataset / "cache",
         tmp_path,

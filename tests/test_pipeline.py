@@ -317,6 +317,48 @@ def test_with_loader_processes_an_interrupted_stage_rerun_under_dvc_repro_is_the
         (repo / "params.yaml").write_text(original)
 
 
+def test_a_stage_ends_with_the_dvc_repro_that_started_it(repo):
+    """SIGTERM to `dvc repro` alone (not its process group): the stage it started stops too, within seconds, and
+    leaves no output behind for nobody to record."""
+    import psutil
+
+    original = (repo / "params.yaml").read_text()
+    params = read_yaml(repo / "params.yaml")
+    set_dotted(params, "train.feature_extract_lr", 0.0)
+    set_dotted(params, "train.feature_extract.epochs", 200)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    resume_file = repo / "models" / "feature_extract.resume.pt"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro", "train_feature_extract"],
+            cwd=repo,
+            env=environment(),
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 300
+        while not resume_file.exists():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.2)
+        stage = [
+            p for p in psutil.Process(proc.pid).children(recursive=True) if "caltech_transfer" in " ".join(p.cmdline())
+        ]
+        assert stage, "the stage's process is not found"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+        gone, alive = psutil.wait_procs(stage, timeout=60)
+        for process in alive:
+            process.kill()
+        assert alive == [], "the stage went on after dvc repro ended"
+        assert not (repo / "models" / "feature_extract.pt").exists()
+    finally:
+        (repo / "params.yaml").write_text(original)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def workspace_summary(repo, mode):
     """The running or finished stage's summary as `dvc exp show` reads it from the workspace (VS Code polls it)."""
     table = json.loads(dvc(repo, "exp", "show", "--json").stdout)

@@ -17,6 +17,7 @@ def test_every_png_draws_its_data(small_dataset, trained, tmp_path):
     """Each figure changes when the numbers it plots change: a figure whose data went missing would not."""
     evaluate(
         trained / "models" / "finetune.pt",
+        "finetune",
         small_dataset / "split",
         small_dataset / "cache",
         trained / "metrics" / "finetune",

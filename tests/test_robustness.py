@@ -86,6 +86,7 @@ def test_bad_checkpoints_are_one_line_errors_in_predict_and_evaluate(good_checkp
             capsys,
             evaluate_stage,
             path,
+            "feature_extract",
             small_dataset / "split",
             small_dataset / "cache",
             tmp_path / "metrics",

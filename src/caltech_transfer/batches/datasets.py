@@ -140,10 +140,11 @@ class CentreCrops:
             yield torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous(), self.images.labels[chosen]
 
 
-def make_loader(dataset, batch_size, workers=0, sampler=None):
+def make_loader(dataset, batch_size, workers=0, sampler=None, training=False):
     """Worker processes persist across epochs: starting them anew each epoch costs seconds. The loader's own
     generator: otherwise each epoch's iterator takes a draw from the global one, and only without workers (a new
-    iterator each epoch), so dropout and mixup would draw otherwise with 0 workers than with 2."""
+    iterator each epoch), so dropout and mixup would draw otherwise with 0 workers than with 2. In training, a last
+    batch of a single image is left out (`last_batch_of_one`)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -152,4 +153,11 @@ def make_loader(dataset, batch_size, workers=0, sampler=None):
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator(),
+        drop_last=training and last_batch_of_one(len(sampler if sampler is not None else dataset), batch_size),
     )
+
+
+def last_batch_of_one(count, batch_size):
+    """Whether an epoch of `count` images ends in a batch of one, which batch norm cannot train on (one value per
+    channel); training leaves that image out of the epoch, and the shuffle puts another one there the next."""
+    return count % batch_size == 1 and count > 1

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
+from .datasets import last_batch_of_one
+
 LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))  # RandomResizedCrop's aspect-ratio range
 TRIES = 10  # as RandomResizedCrop: ten draws, then the whole image
 
@@ -88,13 +90,17 @@ class DeviceBatches:
         self.sampler = sampler if sampler is not None else range(len(self.labels))
 
     def __len__(self):
-        return math.ceil(len(self.sampler) / self.batch_size)
+        return math.ceil(self.images_per_epoch() / self.batch_size)
+
+    def images_per_epoch(self):
+        """All the sampler's, less a last one alone in its batch in training (`datasets.last_batch_of_one`)."""
+        return len(self.sampler) - (self.train and last_batch_of_one(len(self.sampler), self.batch_size))
 
     def __iter__(self):
         """The epoch's order, crops and flips are drawn on the host and copied in one go, so that a step only slices
         them: per step the host launches a handful of kernels and neither draws nor copies anything."""
         height, width = self.pixels.shape[2:]
-        order = torch.tensor(list(self.sampler), dtype=torch.long)
+        order = torch.tensor(list(self.sampler)[: self.images_per_epoch()], dtype=torch.long)
         n, device = len(order), self.pixels.device
         if self.train:
             boxes = crop_boxes(n, height, width, self.scale_min, self.generator)

@@ -2,6 +2,9 @@
 stop (Ctrl-C and SIGTERM alike)."""
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import functools
 import os
 import signal
@@ -44,8 +47,37 @@ def uninterrupted():
             raise Terminated()
 
 
+# What a stage cannot write (a read-only folder, a folder where a file goes, a full disk): the operating system's
+# refusal, turned into one line that names the path.
+UNWRITABLE = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.ENOSPC,
+    errno.EDQUOT,
+}
+
+
+def end_with_parent():
+    """SIGTERM to this process when the one that started it (`dvc repro`, a shell) is gone, so that a stage never
+    goes on writing outputs nobody will record: the kernel's parent-death signal (Linux), set from the parent seen
+    before, in case it already ended."""
+    libc_name = ctypes.util.find_library("c")
+    parent = os.getppid()
+    if not sys.platform.startswith("linux") or libc_name is None:
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(libc_name).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise Terminated()
+
+
 def cli(main):
-    """Run `main`, turning UserError, Ctrl-C and SIGTERM into a one-line message and a non-zero exit."""
+    """Run `main`, turning UserError, unwritable outputs, Ctrl-C and SIGTERM (its parent's end included) into a
+    one-line message and a non-zero exit."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -54,11 +86,21 @@ def cli(main):
         signal.signal(signal.SIGTERM, _terminate)
         started, anonymous = time.time(), AnonymousPeak()
         try:
+            end_with_parent()
             result = main(*args, **kwargs)
             print(f"{' '.join(sys.argv)}: {time.time() - started:.0f} s, {peak_memory(anonymous)}", file=sys.stderr)
             return result
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as err:
+            if err.errno not in UNWRITABLE or not err.filename:
+                raise
+            print(
+                f"error: cannot write {err.filename} ({err.strerror}): make it and its folder writable, or move what "
+                "stands in its place; earlier outputs are unchanged",
+                file=sys.stderr,
+            )
             sys.exit(2)
         except KeyboardInterrupt as err:
             terminated = isinstance(err, Terminated)

@@ -21,6 +21,13 @@ def atomic_path(path):
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def all_or_none(paths):
+    """Temporary paths beside `paths`: they replace them all when the block completes, none when it fails."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
 def write_csv(path, header, rows, delimiter=","):
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f, delimiter=delimiter, lineterminator="\n")

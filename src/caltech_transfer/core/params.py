@@ -282,4 +282,9 @@ def load_params(stage, root="."):
         raw = read_yaml(params_file)
     except YAMLError as err:
         raise UserError(f"params.yaml {_first_line(err)}: DVC refuses this file too; fix that line") from None
+    if not isinstance(raw, dict) or not all(isinstance(section, dict) for section in raw.values()):
+        raise UserError(
+            "params.yaml is not sections of keys (`download:`, `split:`, ... each with its keys indented below it): "
+            "restore it with `git checkout params.yaml` and change values only"
+        )
     return validate(raw, with_speed_settings(declared_keys(stage, root / "dvc.yaml")))

@@ -126,13 +126,63 @@ def _check_name(archive, name):
         _refuse(archive, name, "would be written outside the target folder")
 
 
+# An archive that would expand to more than this many times its own size is refused before anything is written
+# (images barely compress: Caltech-101's tar.gz expands to 1.05 times its size).
+MAX_EXPANSION = 20
+ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}  # what zipfile reads
+
+
+def left_out(name):
+    """Why an archive's or folder's entry is not taken: the twin tree a Mac adds to zips it makes (__MACOSX/, its
+    ._ files beside each file), which would otherwise be found first; None for the rest."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if "__MACOSX" in parts or (parts and parts[-1].startswith("._")):
+        return "a Mac's resource fork (__MACOSX)"
+    return None
+
+
+def check_expansion(archive, expanded, dest):
+    """Refuse, before writing, an archive that expands to too much: many times its size, or more than the disk holds."""
+    size, free = Path(archive).stat().st_size, shutil.disk_usage(dest).free
+    if expanded > MAX_EXPANSION * max(size, 1) or expanded > free:
+        raise UserError(
+            f"refusing to extract {Path(archive).name}: it would expand to {expanded / 1e9:.2f} GB from "
+            f"{size / 1e6:.1f} MB, more than {MAX_EXPANSION} times its size or the {free / 1e9:.1f} GB free on the "
+            "disk; is it the Caltech-101 archive?"
+        )
+
+
+def zip_members(archive, zf):
+    """The members to extract; links and a Mac's twin tree are left out (and named), and what zipfile cannot
+    extract (encrypted members, other compression methods, names outside the folder) refuses the archive."""
+    members = []
+    for info in zf.infolist():
+        _check_name(archive, info.filename)
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:  # the Unix mode a zip keeps: a symbolic link
+            print(f"skipped {info.filename}: a symbolic link")
+        elif left_out(info.filename) is None:
+            if info.flag_bits & 0x1:
+                _refuse(
+                    archive, info.filename, "is encrypted: give an archive without a password, or its extracted folder"
+                )
+            if info.compress_type not in ZIP_METHODS:
+                _refuse(
+                    archive,
+                    info.filename,
+                    f"is compressed with method {info.compress_type}, which Python cannot read: extract it with "
+                    "another tool and point download.source at the folder",
+                )
+            members.append(info)
+    return members
+
+
 def extract_zip(archive, dest):
     # Names are checked by hand: zipfile would silently rewrite a '../' name instead of refusing the archive.
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            for info in members:
-                _check_name(archive, info.filename)
+            members = zip_members(archive, zf)
+            Path(dest).mkdir(parents=True, exist_ok=True)
+            check_expansion(archive, sum(info.file_size for info in members), dest)
             for info in tqdm(members, desc=f"extract {Path(archive).name}", unit="file"):
                 zf.extract(info, dest)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
@@ -141,10 +191,13 @@ def extract_zip(archive, dest):
 
 def extract_tar(archive, dest):
     """tarfile's 'data' filter refuses members that would land outside dest, links that point outside it,
-    and devices; each refusal and any damage becomes one line."""
+    and devices; each refusal and any damage becomes one line. The sizes the headers declare are summed first."""
     try:
         with tarfile.open(archive) as tf:
-            for member in tqdm(tf, desc=f"extract {Path(archive).name}", unit="file"):
+            members = [member for member in tf.getmembers() if left_out(member.name) is None]
+            Path(dest).mkdir(parents=True, exist_ok=True)
+            check_expansion(archive, sum(member.size for member in members if member.isfile()), dest)
+            for member in tqdm(members, desc=f"extract {Path(archive).name}", unit="file"):
                 tf.extract(member, dest, filter="data")
     except tarfile.FilterError as err:
         member = err.tarinfo
@@ -171,25 +224,36 @@ def _is_tar(path):
 def _find_categories(root):
     """The 101_ObjectCategories folder under root, or a tar archive of it (the official zip nests one)."""
     for path in sorted(root.rglob("*")):
-        if path.name == CATEGORIES and path.is_dir():
+        if path.name == CATEGORIES and path.is_dir() and left_out(path.as_posix()) is None:
             return path
     for path in sorted(root.rglob(f"{CATEGORIES}.tar*")):
-        if _is_tar(path):
+        if _is_tar(path) and left_out(path.as_posix()) is None:
             return path
     return None
 
 
 def copy_folder(source, dest):
-    """Copy a folder of images, leaving out every symbolic link: a link may lead anywhere (a home folder),
-    and whatever lands in data/raw goes on into the DVC cache and any remote."""
+    """Copy a folder of images, leaving out (and naming) every symbolic link, since a link may lead anywhere (a
+    home folder) and whatever lands in data/raw goes on into the DVC cache and any remote; every entry that is no
+    file or folder (a pipe would hang the copy); and a Mac's twin tree."""
 
-    def links(folder, names):
-        skipped = [n for n in names if os.path.islink(os.path.join(folder, n))]
-        for name in skipped:
-            print(f"skipped {os.path.join(folder, name)}: a symbolic link")
+    def not_taken(folder, names):
+        skipped = []
+        for name in names:
+            path = os.path.join(folder, name)
+            why = (
+                "a symbolic link"
+                if os.path.islink(path)
+                else "not a file or folder (a pipe, socket or device)"
+                if not (os.path.isfile(path) or os.path.isdir(path))
+                else left_out(path)
+            )
+            if why:
+                print(f"skipped {path}: {why}")
+                skipped.append(name)
         return skipped
 
-    shutil.copytree(source, dest, ignore=links)
+    shutil.copytree(source, dest, ignore=not_taken)
     return dest
 
 

@@ -1,12 +1,14 @@
 """The `split` stage: scan the class folders, skip what cannot be decoded, and write train/val/test manifests."""
 
+import os
 import random
+import unicodedata
 from pathlib import Path
 
 from PIL import Image
 
 from ..core.errors import UserError
-from ..core.files import read_csv, write_csv, write_json
+from ..core.files import all_or_none, read_csv, write_csv, write_json
 from .parallel import parallel_map
 
 BACKGROUND = "BACKGROUND_Google"
@@ -30,6 +32,22 @@ def check_image(path):
         return f"cannot decode: {err}".splitlines()[0]
 
 
+def check_name(path):
+    """Refuse a class or file name that the manifests (CSV, one class a line) and the results cannot carry: bytes
+    that are not UTF-8, or a line break, tab or other control character."""
+    name = path.name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        why = "is not valid UTF-8"
+    else:
+        odd = [c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+        why = f"holds {unicodedata.name(odd[0], repr(odd[0]))}" if odd else None
+    if why:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise UserError(f"the name of {shown!r} {why}: rename it (letters, digits, spaces, - and _ are safe)")
+
+
 def scan(root, include_background=False, workers=2):
     """Return ({class: [relative paths of good images]}, [(relative path, reason) skipped])."""
     root = Path(root)
@@ -37,6 +55,8 @@ def scan(root, include_background=False, workers=2):
         raise UserError(f"{root} does not exist: run the download stage first (dvc repro download)")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and (include_background or p.name != BACKGROUND))
     files = [f for c in classes for f in sorted((root / c).iterdir()) if f.is_file()]
+    for path in [root / c for c in classes] + files:
+        check_name(path)
     reasons = list(parallel_map(check_image, files, workers, desc="check images"))
     good = {c: [] for c in classes}
     skipped = []
@@ -132,18 +152,19 @@ def run(raw_dir, out_dir, params, workers=2):
         test_per_class=params["test_per_class"],
         ratios=params["ratios"],
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, rows in splits.items():
-        write_csv(out_dir / f"{split}.csv", ["path", "class_name", "class_index"], rows)
-    (out_dir / "classes.txt").write_text("".join(f"{name}\n" for name in sorted(images)))
-    write_csv(out_dir / "skipped.csv", ["path", "reason"], skipped)
     summary = {
         "classes": len(images),
         **{split: len(rows) for split, rows in splits.items()},
         "skipped": len(skipped),
         "skipped_files": [path for path, _ in skipped],
     }
-    write_json(out_dir / "summary.json", summary)
+    names = [f"{split}.csv" for split in SPLITS] + ["classes.txt", "skipped.csv", "summary.json"]
+    with all_or_none([out_dir / name for name in names]) as files:  # never the manifests of two splits at once
+        for split, file in zip(SPLITS, files):
+            write_csv(file, ["path", "class_name", "class_index"], splits[split])
+        files[3].write_text("".join(f"{name}\n" for name in sorted(images)))
+        write_csv(files[4], ["path", "reason"], skipped)
+        write_json(files[5], summary)
     print(
         f"split: {summary['classes']} classes, {summary['train']} train, {summary['val']} val, "
         f"{summary['test']} test images; {len(skipped)} files skipped (listed in {out_dir / 'skipped.csv'})"

@@ -14,7 +14,7 @@ def main():
     mode = stage_argument(sys.argv, MODES)
     p = load_params(f"evaluate@{mode}")
     paths = stage_run(mode)
-    evaluate(paths.checkpoint, paths.split, paths.cache, paths.metrics, p["runtime"], **p["evaluate"])
+    evaluate(paths.checkpoint, mode, paths.split, paths.cache, paths.metrics, p["runtime"], **p["evaluate"])
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ def main():
     for mode in CURVE_MODES:  # feature_extract first: finetune starts from the head it trains
         paths = curve_point(mode, per_class)
         train(mode, params, paths)
-        evaluate(paths.checkpoint, paths.split, paths.cache, paths.metrics, params["runtime"], **params["evaluate"])
+        evaluate(
+            paths.checkpoint, mode, paths.split, paths.cache, paths.metrics, params["runtime"], **params["evaluate"]
+        )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from ..train.runtime import Runtime
 from .metrics import compute_metrics
 
 
-def evaluate(checkpoint, split_dir, cache_dir, out_dir, runtime_params, batch_size=64, workers=0):
-    """Evaluate one checkpoint on the test split and write its metrics files into out_dir."""
+def evaluate(checkpoint, mode, split_dir, cache_dir, out_dir, runtime_params, batch_size=64, workers=0):
+    """Evaluate one checkpoint of `mode` on the test split and write its metrics files into out_dir."""
     runtime = Runtime(runtime_params)
-    model, ckpt = load_classifier(checkpoint, runtime.device)
+    model, ckpt = load_classifier(checkpoint, runtime.device, mode)
     classes = ckpt["classes"]
     if classes != read_classes(split_dir):
         raise UserError(f"{checkpoint} was trained on other classes than {split_dir}/classes.txt; retrain (dvc repro)")

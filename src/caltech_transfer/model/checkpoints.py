@@ -9,9 +9,11 @@ import torch
 from ..core.cli import uninterrupted
 from ..core.errors import UserError
 from ..core.files import atomic_path
+from ..core.layout import MODES
 from .factory import build_model
 
 CLASSIFIER_KEYS = ("state_dict", "arch", "mode", "classes", "preprocessing")
+PREPROCESSING_KEYS = {"input_size", "resize_size", "mean", "std", "interpolation", "fit"}
 
 
 def save_checkpoint(obj, path):
@@ -40,12 +42,38 @@ def load_checkpoint(path, device="cpu", required=CLASSIFIER_KEYS):
             f"{path} is not a checkpoint of this project (no {', '.join(missing)}); "
             "give a models/<mode>.pt written by the train stage"
         )
+    if required == CLASSIFIER_KEYS:
+        check_classifier(path, obj)
     return obj
 
 
-def load_classifier(path, device="cpu"):
-    """(Classifier in eval mode, checkpoint dict) from a models/<mode>.pt file."""
+def check_classifier(path, ckpt):
+    """Refuse a checkpoint whose entries have the names of this project's but not their form (an earlier version of
+    the project, another program), before a good image or a missing key is blamed."""
+    classes, prep = ckpt["classes"], ckpt["preprocessing"]
+    in_form = {
+        "state_dict": isinstance(ckpt["state_dict"], dict),
+        "arch": isinstance(ckpt["arch"], str),
+        "mode": ckpt["mode"] in MODES,
+        "classes": isinstance(classes, list) and all(isinstance(name, str) for name in classes),
+        "preprocessing": isinstance(prep, dict) and PREPROCESSING_KEYS <= set(prep),
+    }
+    wrong = next((entry for entry, ok in in_form.items() if not ok), None)
+    if wrong:
+        raise UserError(
+            f"{path} is not a checkpoint of this version of the project (its {wrong} has another form); "
+            "train it again with this version (dvc repro -f)"
+        )
+
+
+def load_classifier(path, device="cpu", mode=None):
+    """(Classifier in eval mode, checkpoint dict) from a models/<mode>.pt file; with `mode`, one of that mode."""
     ckpt = load_checkpoint(path, device)
+    if mode is not None and ckpt["mode"] != mode:
+        raise UserError(
+            f"{path} holds a {ckpt['mode']} model, not {mode}: restore it (dvc checkout {path}) or train it again "
+            f"(dvc repro -f train_{mode})"
+        )
     model, _ = build_model(ckpt["arch"], "none", len(ckpt["classes"]))
     try:
         model.load_state_dict(ckpt["state_dict"])

@@ -62,6 +62,11 @@ def initial_model(mode, params, classes, models_dir, fit):
     source = recipe.get("init_head", "none")
     if source != "none":
         ckpt = load_checkpoint(Path(models_dir) / f"{source}.pt")
+        if ckpt["mode"] != source:
+            raise UserError(
+                f"train.{mode}.init_head: {source} needs models/{source}.pt, which holds a {ckpt['mode']} model: "
+                f"restore it (dvc checkout models/{source}.pt) or train it again (dvc repro -f train_{source})"
+            )
         if ckpt["params"]["model"] != m or ckpt["classes"] != classes:
             raise UserError(
                 f"train.{mode}.init_head: {source} needs models/{source}.pt trained with the same model.* "
@@ -120,7 +125,7 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
         ]
         return (
             model.head,
-            make_loader(train_set, batch, sampler=shuffled),
+            make_loader(train_set, batch, sampler=shuffled, training=True),
             make_loader(val_set, batch, sampler=ShardedSampler(len(val_set))),
         )
     if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device, auto_augment):
@@ -146,7 +151,9 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     return (
         model,
         # in loader processes each image's crop and flip come from a seed of its own, whichever process reads it
-        make_loader(train_images, batch, workers, ShardedSampler(len(train_images), generator, True, keyed=True)),
+        make_loader(
+            train_images, batch, workers, ShardedSampler(len(train_images), generator, True, keyed=True), training=True
+        ),
         eval_batches(val_images, prep, batch, workers, sampler=ShardedSampler(len(val_images))),
     )
 
