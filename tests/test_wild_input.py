@@ -131,6 +131,8 @@ def test_a_pipe_in_a_folder_source_is_left_out_and_named(tree, tmp_path):
 
 # --- names the manifests cannot carry ---
 
+SMALL_SPLIT = {"split.train_per_class": 12, "split.val_per_class": 4}  # the small dataset's split
+
 
 @pytest.mark.parametrize(
     "name, shown",
@@ -146,7 +148,7 @@ def test_a_pipe_in_a_folder_source_is_left_out_and_named(tree, tmp_path):
 def test_names_the_manifests_cannot_carry_are_refused_with_every_manifest_unchanged(
     small_dataset, tmp_path, name, shown, what
 ):
-    root = project_dir(tmp_path, small_dataset)
+    root = project_dir(tmp_path, small_dataset, **SMALL_SPLIT)
     raw = root / "data" / "raw" / "101_ObjectCategories"
     if what == "class":
         shutil.copytree(raw / "class_00", raw / name)
@@ -234,3 +236,16 @@ def test_an_output_that_cannot_be_written_is_one_line_with_earlier_outputs_uncha
     message = refused(run_stage(root, "evaluation", "feature_extract"))
     assert message.startswith("error: cannot write ") and "earlier outputs are unchanged" in message
     assert snapshot(root) == before
+
+
+def test_a_split_that_cannot_write_one_of_its_files_changes_none_of_them(small_dataset, tmp_path):
+    """The manifests, classes and summary are replaced together or not at all: a folder where skipped.csv goes
+    stops the split after it wrote the three manifests' temporary files, and leaves the earlier ones in place."""
+    root = project_dir(
+        tmp_path, small_dataset, **{"split.seed": 1, "split.train_per_class": 12, "split.val_per_class": 4}
+    )
+    (root / "data" / "split" / "skipped.csv").unlink(missing_ok=True)
+    (root / "data" / "split" / "skipped.csv").mkdir()
+    before = snapshot(root / "data" / "split")
+    assert refused(run_stage(root, "data", "split")).startswith("error: cannot write ")
+    assert snapshot(root / "data" / "split") == before

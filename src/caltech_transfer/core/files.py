@@ -3,6 +3,7 @@ file and a rename) so a crash never leaves half a file behind."""
 
 import contextlib
 import csv
+import errno
 import json
 import os
 from pathlib import Path
@@ -23,9 +24,22 @@ def atomic_path(path):
 
 @contextlib.contextmanager
 def all_or_none(paths):
-    """Temporary paths beside `paths`: they replace them all when the block completes, none when it fails."""
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(atomic_path(path)) for path in paths]
+    """Temporary paths beside `paths`: they replace them all when the block completes, none when it fails or when
+    one of them cannot be replaced (a folder in its place), which is checked before the first is."""
+    paths = [Path(path) for path in paths]
+    temps = [path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in paths]
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        yield temps
+        for path in paths:
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        for tmp, path in zip(temps, paths):
+            tmp.replace(path)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 def write_csv(path, header, rows, delimiter=","):
