@@ -166,14 +166,10 @@ def stale_stages(repo, dotted, value):
 
 
 def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
-    assert stale_stages(repo, "train.workers", 1) == {
-        "train_finetune",
-        "train_scratch",
-        "train_feature_extract",
-        *CURVE,
-        "report",
-    }
-    assert stale_stages(repo, "evaluate.workers", 1) == {
+    # loader processes change no result: only the report, which lists whole sections to describe the recipes
+    assert stale_stages(repo, "train.workers", 1) == {"report"}
+    assert stale_stages(repo, "evaluate.workers", 1) == {"report"}
+    assert stale_stages(repo, "evaluate.batch_size", 8) == {
         *(f"evaluate@{m}" for m in ("finetune", "scratch", "feature_extract")),
         *CURVE,
         "report",
@@ -196,10 +192,12 @@ def test_metrics_and_plots_are_declared(repo):
         assert any(expected in name for name in names), (expected, names)
     table = dvc(repo, "exp", "show", "--csv").stdout.splitlines()
     assert "train.finetune_lr" in table[0] and "mean_per_class_accuracy" in table[0]
-    # a table people can read: few metrics, named for people, and deps by folder
+    # a table people can read: few metrics, named for people; the deps are the modules each stage runs (exactly,
+    # tests/test_structure.py), the data and the models, which `dvc exp show --only-changed` leaves out unless changed
     workspace = json.loads(dvc(repo, "exp", "show", "--json").stdout)[0]["data"]
     values = [v for file in workspace["metrics"].values() for v in file["data"].values()]
-    assert len(values) <= 30 and len(workspace["deps"]) <= 12, (len(values), sorted(workspace["deps"]))
+    assert len(values) <= 30, len(values)
+    assert all(dep.startswith(("src/caltech_transfer/", "data/", "models/", "metrics")) for dep in workspace["deps"])
 
 
 def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
@@ -280,9 +278,7 @@ def test_with_loader_processes_an_interrupted_stage_rerun_under_dvc_repro_is_the
     checkpoint is the one an uninterrupted run writes, tensor for tensor."""
     original = (repo / "params.yaml").read_text()
     params = read_yaml(repo / "params.yaml")
-    set_dotted(params, "train.workers", 2)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert "train_finetune" not in dvc(repo, "status").stdout  # loader processes rerun nothing
+    set_dotted(params, "train.workers", 2)  # rerunning nothing (test_a_param_invalidates_exactly_...)
     set_dotted(params, "train.finetune.epochs", 20)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     resume_file = repo / "models" / "finetune.resume.pt"
@@ -290,7 +286,7 @@ def test_with_loader_processes_an_interrupted_stage_rerun_under_dvc_repro_is_the
         dvc(repo, "repro", "train_finetune")
         uninterrupted = torch.load(repo / "models" / "finetune.pt", weights_only=True)["state_dict"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dvc", "repro", "-f", "train_finetune"],
+            [sys.executable, "-m", "dvc", "repro", "-f", "-s", "train_finetune"],
             cwd=repo,
             env=environment(),
             start_new_session=True,
