@@ -205,3 +205,19 @@ def trained(small_dataset, tmp_path_factory):
     paths.metrics = out / "metrics" / "finetune"
     engine.train("finetune", stage_params("train_finetune", **LEARNS), paths)
     return out
+
+
+@pytest.fixture(scope="module")
+def halves(tmp_path_factory):
+    """A one-split cache of identical images, black on the left half and white on the right."""
+    import torch
+
+    from caltech_transfer.batches.datasets import CachedImages
+
+    root = tmp_path_factory.mktemp("halves")
+    pixels = np.zeros((64, 32, 32, 3), dtype=np.uint8)
+    pixels[:, :, 16:] = 255
+    np.save(root / "train.npy", pixels)
+    images = CachedImages.__new__(CachedImages)
+    images.file, images.labels, images.rows = root / "train.npy", torch.arange(64) % 2, list(range(64))
+    return images

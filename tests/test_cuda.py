@@ -5,11 +5,9 @@ mistake the CPU could have shown. What only a GPU can show (host waits, fp16) is
 import os
 import warnings
 
-import numpy as np
 import pytest
 import torch
 
-from caltech_transfer.batches.datasets import CachedImages
 from caltech_transfer.batches.device_batches import DeviceBatches
 from caltech_transfer.train import engine
 from caltech_transfer.train.runtime import Runtime
@@ -25,18 +23,6 @@ def device():
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU (CUDA_TESTS_ON=cpu runs this code on the CPU)")
     return device
-
-
-@pytest.fixture(scope="module")
-def halves(tmp_path_factory):
-    """A one-split cache of identical images, black on the left half and white on the right."""
-    root = tmp_path_factory.mktemp("halves")
-    pixels = np.zeros((64, 32, 32, 3), dtype=np.uint8)
-    pixels[:, :, 16:] = 255
-    np.save(root / "train.npy", pixels)
-    images = CachedImages.__new__(CachedImages)
-    images.file, images.labels, images.rows = root / "train.npy", torch.arange(64) % 2, list(range(64))
-    return images
 
 
 def test_training_on_the_gpu_waits_for_it_only_every_few_steps(device, halves, monkeypatch):

@@ -2,8 +2,6 @@
 
 import math
 
-import numpy as np
-import pytest
 import torch
 from torchvision.transforms import v2
 
@@ -24,18 +22,6 @@ def test_random_crops_stay_inside_the_image_and_follow_the_ranges():
     whole = (x2 - x1 == 300) & (y2 - y1 == 200)  # the fallback after ten draws that do not fit
     assert (ratio[~whole] >= math.log(3 / 4) - 1e-4).all() and (ratio[~whole] <= math.log(4 / 3) + 1e-4).all()
     assert len({tuple(b.tolist()) for b in boxes}) == len(boxes)  # each sample its own crop
-
-
-@pytest.fixture(scope="module")
-def halves(tmp_path_factory):
-    """A one-split cache of identical images, black on the left half and white on the right."""
-    root = tmp_path_factory.mktemp("halves")
-    pixels = np.zeros((64, 32, 32, 3), dtype=np.uint8)
-    pixels[:, :, 16:] = 255
-    np.save(root / "train.npy", pixels)
-    images = CachedImages.__new__(CachedImages)
-    images.file, images.labels, images.rows = root / "train.npy", torch.arange(64) % 2, list(range(64))
-    return images
 
 
 def test_flips_happen_about_half_the_time(halves):

@@ -234,30 +234,42 @@ def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     assert "train.finetune_lr" in columns and len(columns) <= 20, columns
 
 
+def still_feature_extract(repo, epochs):
+    """Feature extraction for `epochs` at learning rate 0, so that every epoch scores exactly the same and the best
+    is epoch 1; params.yaml's text before, to put back."""
+    original = (repo / "params.yaml").read_text()
+    params = read_yaml(repo / "params.yaml")
+    set_dotted(params, "train.feature_extract_lr", 0.0)
+    set_dotted(params, "train.feature_extract.epochs", epochs)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return original
+
+
+def repro_until(repo, resume_file, *args, epochs=1):
+    """`dvc repro args` in a process session of its own, returned once its stage's resume state holds `epochs`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", *args],
+        cwd=repo,
+        env=environment(),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not (resume_file.exists() and torch.load(resume_file, weights_only=True)["state"]["epoch"] >= epochs):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    return proc
+
+
 def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):
     """SIGTERM to `dvc repro` and its stage after the best epoch; DVC deletes the outputs before the rerun, and
     the rerun still ends with the best epoch's checkpoint and the whole history."""
-    original = (repo / "params.yaml").read_text()
-    params = read_yaml(repo / "params.yaml")
-    # learning rate 0: every epoch scores exactly the same, so the best is epoch 1, before the interruption
-    set_dotted(params, "train.feature_extract_lr", 0.0)
-    set_dotted(params, "train.feature_extract.epochs", 60)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    original = still_feature_extract(repo, 60)
     resume_file = repo / "models" / "feature_extract.resume.pt"
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dvc", "repro", "train_feature_extract"],
-            cwd=repo,
-            env=environment(),
-            start_new_session=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.time() + 300
-        while not (resume_file.exists() and torch.load(resume_file, weights_only=True)["state"]["epoch"] >= 3):
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.3)
+        proc = repro_until(repo, resume_file, "train_feature_extract", epochs=3)
         os.killpg(proc.pid, signal.SIGTERM)  # as a container stop or a scheduler does
         proc.communicate(timeout=120)
         assert proc.returncode != 0 and not (repo / "models" / "feature_extract.pt").exists()
@@ -285,19 +297,7 @@ def test_with_loader_processes_an_interrupted_stage_rerun_under_dvc_repro_is_the
     try:
         dvc(repo, "repro", "train_finetune")
         uninterrupted = torch.load(repo / "models" / "finetune.pt", weights_only=True)["state_dict"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dvc", "repro", "-f", "-s", "train_finetune"],
-            cwd=repo,
-            env=environment(),
-            start_new_session=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.time() + 300
-        while not resume_file.exists():
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.1)
+        proc = repro_until(repo, resume_file, "-f", "-s", "train_finetune")
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=120)
         interrupted_after = torch.load(resume_file, weights_only=True)["state"]["epoch"]
@@ -318,26 +318,10 @@ def test_a_stage_ends_with_the_dvc_repro_that_started_it(repo):
     leaves no output behind for nobody to record."""
     import psutil
 
-    original = (repo / "params.yaml").read_text()
-    params = read_yaml(repo / "params.yaml")
-    set_dotted(params, "train.feature_extract_lr", 0.0)
-    set_dotted(params, "train.feature_extract.epochs", 200)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    original = still_feature_extract(repo, 200)
     resume_file = repo / "models" / "feature_extract.resume.pt"
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dvc", "repro", "train_feature_extract"],
-            cwd=repo,
-            env=environment(),
-            start_new_session=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.time() + 300
-        while not resume_file.exists():
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.2)
+        proc = repro_until(repo, resume_file, "train_feature_extract")
         stage = [
             p for p in psutil.Process(proc.pid).children(recursive=True) if "caltech_transfer" in " ".join(p.cmdline())
         ]
