@@ -12,15 +12,16 @@
 # JSONs, scratch-gpu.json, logs.tgz (every log, kept up to date as parts end) and results.tgz (the pipeline's small
 # outputs and report.md).
 #
-#   benchmarks/gpu.sh [--device cuda|cpu] [--tiny] [--archive ZIP] [--weights FILE] [--out DIR] [--wheels DIR]
+#   benchmarks/gpu.sh [--device cuda|cpu] [--tiny] [--archive ZIP] [--weights FILE] [--payload DIR] [--out DIR]
 #
 # --device cpu --tiny is the dry run: every part on the CPU with tiny settings, in a few minutes, writing the same
-# files (tests/test_gpu_script.py runs it). --wheels: install the packages the GPU machine lacks from wheels first
-# (benchmarks/gpu_wheels.sh makes them). Defaults: cuda, the real archive and Lite0 weights in ../shared, OUT
-# benchmarks/results/gpu-<device>[-tiny].
+# files (tests/test_gpu_script.py runs it). --payload: the archive in parts, the weights and the wheels of what the
+# GPU machine lacks, as benchmarks/gpu_payload.sh lays them out (a call carries at most 64 MiB); the wheels are
+# installed into a virtual environment over the machine's own packages. Defaults: cuda, the real archive and Lite0
+# weights in ../shared, OUT benchmarks/results/gpu-<device>[-tiny].
 set -uo pipefail
 project=$(cd "$(dirname "$0")/.." && pwd)
-device=cuda tiny=0 wheels=
+device=cuda tiny=0 payload=
 archive=$project/../shared/datasets/caltech-101.zip
 weights=$project/../shared/weights/tf_efficientnet_lite0_in1k.pth
 out=
@@ -31,26 +32,32 @@ while [ $# -gt 0 ]; do
     --archive) archive=$2; shift 2 ;;
     --weights) weights=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    --wheels) wheels=$2; shift 2 ;;
+    --payload) payload=$2; shift 2 ;;
     *) echo "error: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
 case $device in cuda|cpu) ;; *) echo "error: --device is cuda or cpu, not $device" >&2; exit 2 ;; esac
+work=$(mktemp -d "${TMPDIR:-/tmp}/caltech-gpu.XXXXXX")
+python=${PYTHON:-python3}
+if [ -n "$payload" ]; then
+  cat "$payload"/caltech-101.zip.part-* >"$work/caltech-101.zip" && archive=$work/caltech-101.zip
+  weights=$payload/weights.pth
+  if [ -d "$payload/wheels" ]; then  # the GPU machine has torch, timm and the rest, not DVCLive and ruamel.yaml:
+    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$payload"/wheels/*.whl ||
+      exit 1  # they come last on the path (sitecustomize), so the machine's own torch, numpy, ... stay first
+    mkdir -p "$work/last" && echo "import sys; sys.path.append('$work/site')" >"$work/last/sitecustomize.py"
+    export PYTHONPATH="$work/last${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+fi
 for file in "$archive" "$weights"; do
   [ -f "$file" ] || { echo "error: $file not found: give --archive and --weights" >&2; exit 2; }
 done
 archive=$(realpath "$archive") weights=$(realpath "$weights")
 out=$(realpath -m "${out:-$project/benchmarks/results/gpu-$device$([ $tiny = 1 ] && echo -tiny)}")
-work=$(mktemp -d "${TMPDIR:-/tmp}/caltech-gpu.XXXXXX")
-logs=$work/logs python=${PYTHON:-python3}
+logs=$work/logs
 mkdir -p "$out" "$logs"
 rm -f "$out/summary.tsv"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$project/src${PYTHONPATH:+:$PYTHONPATH}"
-if [ -n "$wheels" ]; then  # the GPU machine has torch, timm and the rest, not DVCLive and ruamel.yaml
-  "$python" -m venv --system-site-packages "$work/venv" &&
-    "$work/venv/bin/python" -m pip install -q --no-index --find-links "$(realpath "$wheels")" dvclive ruamel.yaml || exit 1
-  python=$work/venv/bin/python
-fi
 # Time limits in seconds: the parts fit in 10 minutes on one GPU; the dry run's in a few on 2 CPU cores.
 if [ $tiny = 1 ]; then
   limit_tests=400 limit_speed=300 limit_stage=300 speed_args=(--steps 2 --repeats 1 --batch 4) sizes=(32 32)

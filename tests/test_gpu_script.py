@@ -3,6 +3,7 @@ lent GPU gets cannot fail on a mistake the CPU would have shown."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,9 +18,16 @@ WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0_in1k.pth"
 @pytest.mark.slow
 @pytest.mark.skipif(not (ZIP.exists() and WEIGHTS.exists()), reason="../shared's archive and weights are not here")
 def test_the_gpu_script_runs_every_part_on_the_cpu(tmp_path):
-    out = tmp_path / "out"
+    """From a payload laid out as benchmarks/gpu_payload.sh makes it for a GPU call (the archive in parts, the
+    weights; the wheels it adds need the registry, so not here)."""
+    payload, out = tmp_path / "payload", tmp_path / "out"
+    payload.mkdir()
+    archive = ZIP.read_bytes()
+    for index, start in enumerate(range(0, len(archive), 45 << 20)):
+        (payload / f"caltech-101.zip.part-a{'abcdefgh'[index]}").write_bytes(archive[start : start + (45 << 20)])
+    shutil.copy(WEIGHTS, payload / "weights.pth")
     result = subprocess.run(
-        ["bash", "benchmarks/gpu.sh", "--device", "cpu", "--tiny", "--out", str(out)],
+        ["bash", "benchmarks/gpu.sh", "--device", "cpu", "--tiny", "--payload", str(payload), "--out", str(out)],
         cwd=PROJECT,
         env={**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)},
         capture_output=True,
