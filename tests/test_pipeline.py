@@ -318,7 +318,7 @@ def test_a_stage_ends_with_the_dvc_repro_that_started_it(repo):
     leaves no output behind for nobody to record."""
     import psutil
 
-    original = still_feature_extract(repo, 200)
+    original = still_feature_extract(repo, 5000)  # far longer than the wait below
     resume_file = repo / "models" / "feature_extract.resume.pt"
     try:
         proc = repro_until(repo, resume_file, "train_feature_extract")
@@ -328,7 +328,7 @@ def test_a_stage_ends_with_the_dvc_repro_that_started_it(repo):
         assert stage, "the stage's process is not found"
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=120)
-        gone, alive = psutil.wait_procs(stage, timeout=60)
+        gone, alive = psutil.wait_procs(stage, timeout=30)
         for process in alive:
             process.kill()
         assert alive == [], "the stage went on after dvc repro ended"
