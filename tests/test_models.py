@@ -92,7 +92,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
             "arch": "resnet18",
             "mode": "scratch",
             "classes": list("abcd"),
-            "preprocessing": prep,
+            "preprocessing": {**prep, "fit": "pad"},  # as the train stage records it
         },
         tmp_path / "m.pt",
     )
