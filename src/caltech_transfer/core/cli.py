@@ -2,14 +2,15 @@
 stop (Ctrl-C and SIGTERM alike)."""
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import functools
 import os
 import signal
 import sys
+import threading
 import time
+
+import psutil
 
 from .errors import UserError
 from .memory import AnonymousPeak, peak_memory
@@ -61,23 +62,30 @@ UNWRITABLE = {
 }
 
 
-def end_with_parent():
-    """SIGTERM to this process when the one that started it (`dvc repro`, a shell) is gone, so that a stage never
-    goes on writing outputs nobody will record: the kernel's parent-death signal (Linux), set from the parent seen
-    before, in case it already ended."""
-    libc_name = ctypes.util.find_library("c")
-    parent = os.getppid()
-    if not sys.platform.startswith("linux") or libc_name is None:
+def end_with_dvc():
+    """SIGTERM to this stage when the `dvc repro` that runs it is gone, so that a stage never goes on writing
+    outputs nobody will record. DVC runs the command in $SHELL, and dash or zsh stay between the two as a process of
+    their own, so the one watched is the nearest ancestor without DVC's DVC_STAGE in its environment. Outside DVC
+    nothing is watched: `nohup python -m ...` goes on after its terminal closes."""
+    if "DVC_STAGE" not in os.environ:
         return
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(libc_name).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:
-        raise Terminated()
+    starter = psutil.Process().parent()
+    with contextlib.suppress(psutil.Error):
+        while "DVC_STAGE" in starter.environ():
+            starter = starter.parent()
+    threading.Thread(target=_signal_when_gone, args=(starter,), daemon=True).start()
+
+
+def _signal_when_gone(process):
+    with contextlib.suppress(psutil.Error):
+        while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def cli(main):
-    """Run `main`, turning UserError, unwritable outputs, Ctrl-C and SIGTERM (its parent's end included) into a
-    one-line message and a non-zero exit."""
+    """Run `main`, turning UserError, unwritable outputs, Ctrl-C and SIGTERM (the end of the `dvc repro` running it
+    included) into a one-line message and a non-zero exit."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -86,7 +94,7 @@ def cli(main):
         signal.signal(signal.SIGTERM, _terminate)
         started, anonymous = time.time(), AnonymousPeak()
         try:
-            end_with_parent()
+            end_with_dvc()
             result = main(*args, **kwargs)
             print(f"{' '.join(sys.argv)}: {time.time() - started:.0f} s, {peak_memory(anonymous)}", file=sys.stderr)
             return result
