@@ -160,7 +160,7 @@ lanes() {  # after the data stages: the GPU scratch recipe beside the pipeline's
   fi
   wait $scratch_lane
 }
-stage "$pipeline" data download && stage "$pipeline" data split && ln -s "$pipeline/data" "$scratch/data" && lanes
+stage "$pipeline" data download && stage "$pipeline" data split && stage "$pipeline" model pretrained && ln -s "$pipeline/data" "$scratch/data" && lanes
 awk "BEGIN {printf \"pipeline\t%.1f\t%s\tfrom the archive to report.md\n\", $EPOCHREALTIME - $tic, \
   $([ -f "$pipeline/report.md" ] && echo 0 || echo 1)}" >>"$out/summary.tsv"
 tar -czf "$out/results.tgz" --exclude='*.npy' --exclude='predictions.csv' -C "$pipeline" metrics report plots report.md

@@ -266,7 +266,8 @@ def prepare_images(args, workdir):
         )
     workdir = workdir / f"{per_class + 3}-per-class"  # a --workdir kept between runs of other sizes holds each apart
     root = images_folder(workdir, per_class + 3, args.archive)
-    paths = RunPaths(workdir / "split", workdir / "cache", workdir / "unused.pt", workdir / "metrics", workdir / "logs")
+    unused = workdir / "unused.pt"  # no checkpoint is written, and the network is built here
+    paths = RunPaths(workdir / "split", workdir / "cache", unused, unused, workdir / "metrics", workdir / "logs")
     split_params = {
         "scheme": "standard",
         "seed": 0,
@@ -344,7 +345,7 @@ def main():
 
     def fresh_model():
         torch.manual_seed(0)
-        model, prep = build_model(args.arch, "none", classes, args.size)
+        model, prep = build_model(args.arch, classes, input_size=args.size)
         return model, prep
 
     model, prep = fresh_model()

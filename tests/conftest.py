@@ -185,11 +185,16 @@ def stage_params(stage, **overrides):
     return validate(raw, with_speed_settings(declared_keys(stage, PROJECT / "dvc.yaml")))
 
 
-def data_paths(data, out, mode):
-    """RunPaths for a run on `data` (split/ and cache/) writing under `out`."""
+def data_paths(data, out, mode, arch="resnet18", weights="none"):
+    """RunPaths for a run on `data` (split/ and cache/) writing under `out`, its backbone's starting weights those
+    `weights` names for `arch`, written to out/pretrained.pt as the `pretrained` stage writes them."""
     from caltech_transfer.core.layout import RunPaths
+    from caltech_transfer.model.checkpoints import write_pretrained
 
-    return RunPaths(data / "split", data / "cache", out / f"{mode}.pt", out / "metrics", out / "logs")
+    write_pretrained(arch, weights, out / "pretrained.pt")
+    return RunPaths(
+        data / "split", data / "cache", out / "pretrained.pt", out / f"{mode}.pt", out / "metrics", out / "logs"
+    )
 
 
 RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from caltech_transfer.core.params import read_yaml, set_dotted
+from caltech_transfer.model.checkpoints import write_pretrained
 from caltech_transfer.model.factory import build_model
 from caltech_transfer.train.distributed import ShardedSampler, sync_batchnorm
 from conftest import LEARNS, PROJECT
@@ -39,7 +40,7 @@ def test_synchronised_batch_norm_computes_what_the_network_computed(arch):
     """Several GPUs train the network one GPU trains: the conversion keeps every layer's function (timm's norm layers
     apply their activation inside), checked in eval mode, where SyncBatchNorm runs on the CPU too."""
     torch.manual_seed(0)
-    model, _ = build_model(arch, "none", 5, 64)
+    model, _ = build_model(arch, 5, input_size=64)
     for module in model.modules():  # statistics of their own, so that each norm layer's function shows
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-1, 1)
@@ -61,6 +62,7 @@ def stage_dir(small_dataset, root, **overrides):
     for dotted, value in {**LEARNS, **overrides}.items():
         set_dotted(params, dotted, value)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    write_pretrained(params["model"]["arch"], params["model"]["weights"], root / "data" / "pretrained.pt")
     return root
 
 

@@ -20,9 +20,10 @@ from caltech_transfer.train.runtime import autocast_dtype, glibc, resolve_device
 from conftest import LEARNS, data_paths, stage_params
 
 
-def run(mode, data, out, on_epoch_end=None, **overrides):
+def run(mode, data, out, on_epoch_end=None, weights="none", **overrides):
     params = stage_params(f"train_{mode}", **overrides)
-    summary = engine.train(mode, params, data_paths(data, out, mode), on_epoch_end=on_epoch_end)
+    paths = data_paths(data, out, mode, params["model"]["arch"], weights)
+    summary = engine.train(mode, params, paths, on_epoch_end=on_epoch_end)
     return summary, torch.load(out / f"{mode}.pt", weights_only=True)
 
 
@@ -33,19 +34,19 @@ def history(out):
 
 def test_trainable_parameters_of_each_mode():
     t = {"finetune_lr": 2e-4, "head_lr": 3e-3, "scratch_lr": 0.05, "feature_extract_lr": 7e-3}
-    model, _ = build_model("resnet18", "none", 3)
+    model, _ = build_model("resnet18", 3)
     groups = param_groups("finetune", model, t)
     assert [(g["name"], g["lr"]) for g in groups] == [("backbone", 2e-4), ("head", 3e-3)]
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.head.parameters()}
 
-    model, _ = build_model("resnet18", "none", 3)
+    model, _ = build_model("resnet18", 3)
     groups = param_groups("feature_extract", model, t)
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable == {id(p) for p in model.head.parameters()}
     assert [(g["name"], g["lr"]) for g in groups] == [("head", 7e-3)]
 
-    model, _ = build_model("resnet18", "none", 3)
+    model, _ = build_model("resnet18", 3)
     groups = param_groups("scratch", model, t)
     assert {g["lr"] for g in groups} == {0.05} and all(p.requires_grad for p in model.parameters())
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
@@ -57,13 +58,13 @@ def test_feature_extract_leaves_the_backbone_and_its_batchnorm_untouched(small_d
     pretrained = torchvision.models.resnet18().state_dict()
     torch.save(pretrained, tmp_path / "pretrained.pth")
     torch.manual_seed(0)  # the run's train.seed: the same fresh head as the run starts from
-    initial_head = build_model("resnet18", str(tmp_path / "pretrained.pth"), 3)[0].head.weight.detach().clone()
+    initial_head = build_model("resnet18", 3)[0].head.weight.detach().clone()
     summary, ckpt = run(
         "feature_extract",
         small_dataset,
         tmp_path,
+        weights=str(tmp_path / "pretrained.pth"),
         **{
-            "model.weights": str(tmp_path / "pretrained.pth"),
             "train.feature_extract.epochs": 2,
             "train.feature_extract.augment": augment,
         },
@@ -97,8 +98,8 @@ def test_two_phase_finetune_trains_the_head_alone_first(small_dataset, tmp_path)
         small_dataset,
         tmp_path,
         lambda e, m: backbones.update({e: copy.deepcopy(m.backbone.state_dict())}),
+        weights=str(tmp_path / "pretrained.pth"),
         **{
-            "model.weights": str(tmp_path / "pretrained.pth"),
             "train.finetune.freeze_epochs": 1,
             "train.finetune.epochs": 2,
             "train.finetune.batch_size": 12,

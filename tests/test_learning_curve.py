@@ -35,9 +35,15 @@ def test_a_point_trains_on_its_subset_only(small_dataset, tmp_path):
 
     params = stage_params("curve@2")
     paths = RunPaths(
-        small_dataset / "split", small_dataset / "cache", tmp_path / "m.pt", tmp_path, tmp_path, train_per_class=2
+        small_dataset / "split",
+        small_dataset / "cache",
+        tmp_path / "pretrained.pt",
+        tmp_path / "m.pt",
+        tmp_path,
+        tmp_path,
+        train_per_class=2,
     )
-    model, prep = build_model("resnet18", "none", 3, input_size=32)
+    model, prep = build_model("resnet18", 3, input_size=32)
     _, train_batches, val_batches = loaders(
         "finetune", model, prep, params, paths, Runtime(params["runtime"]), torch.Generator()
     )

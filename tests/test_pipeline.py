@@ -105,6 +105,7 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert ran(first.stdout) == {
         "download",
         "split",
+        "pretrained",
         "train_finetune",
         "train_scratch",
         "train_feature_extract",
@@ -178,6 +179,23 @@ def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
     assert stale_stages(repo, "cache.image_size", 48) == {"split", "report"}
     # a finetune param: not the scratch and feature_extract stages, nor plot (its metrics are not there yet)
     assert stale_stages(repo, "train.finetune_lr", 0.5) == {"train_finetune", *CURVE, "report"}
+
+
+def test_the_archive_and_the_weights_elsewhere_rerun_only_the_stages_that_fetch_them(repo, tmp_path):
+    """Locations are not results: the same archive and weights at other paths rerun download and pretrained, whose
+    outputs are the same bytes, and nothing after them; then DVC finds everything up to date."""
+    params = read_yaml(repo / "params.yaml")
+    source, weights = Path(params["download"]["source"]), Path(params["model"]["weights"])
+    shutil.copytree(source, tmp_path / "elsewhere" / source.name, symlinks=True)
+    shutil.copy(weights, tmp_path / "elsewhere.pth")
+    set_dotted(params, "download.source", str(tmp_path / "elsewhere" / source.name))
+    set_dotted(params, "model.weights", str(tmp_path / "elsewhere.pth"))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert ran(dvc(repo, "repro").stdout) == {"download", "pretrained"}
+        assert "Data and pipelines are up to date" in dvc(repo, "status").stdout
+    finally:
+        sh(repo, "git", "checkout", "params.yaml", "dvc.lock")  # the same outputs, recorded at the first paths
 
 
 def test_metrics_and_plots_are_declared(repo):

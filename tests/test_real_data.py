@@ -55,7 +55,6 @@ def test_feature_extract_with_pretrained_weights_is_accurate(real, tmp_path):
         "train_feature_extract",
         **{
             "model.arch": "timm/tf_efficientnet_lite0",
-            "model.weights": str(WEIGHTS),
             "model.input_size": None,
             "runtime.precision": "auto",
             "runtime.channels_last": True,
@@ -64,6 +63,7 @@ def test_feature_extract_with_pretrained_weights_is_accurate(real, tmp_path):
             "train.feature_extract.batch_size": 64,
         },
     )
-    summary = engine.train("feature_extract", params, data_paths(root, tmp_path, "feature_extract"))
+    paths = data_paths(root, tmp_path, "feature_extract", "timm/tf_efficientnet_lite0", str(WEIGHTS))
+    summary = engine.train("feature_extract", params, paths)
     # 101 classes, chance is 1%; a linear head on these ImageNet features reaches about 92-94%
     assert summary["best_val_accuracy"] >= 0.9

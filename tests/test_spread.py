@@ -65,6 +65,28 @@ def test_spread_over_seeds_of_otherwise_equal_runs(tmp_path):
     assert spread.seeds_for(tmp_path / "absent.json", reference) == {}
 
 
+def test_runs_with_the_archive_and_weights_read_from_other_places_are_one_study(tmp_path):
+    """Locations decide nothing (the stages that read them write the same bytes from anywhere): runs that read the
+    archive and the weights elsewhere join one table, and the report's own sections, without them, find it."""
+
+    def located(seed, top1, source, weights):
+        params, metrics = run(seed, top1)
+        return {
+            **params,
+            "download": {"source": source, "checksum": ""},
+            "model": {"arch": "a", "weights": weights},
+        }, metrics
+
+    runs = [located(0, 0.90, "../shared/c.zip", "../shared/w.pth"), located(1, 0.92, "https://x/c.zip", "imagenet")]
+    reference = located(2, 0.0, "/home/me/c.zip", "/home/me/w.pth")[0]
+    table = spread.spread(runs, reference)
+    assert table["seeds"] == [0, 1]
+    spread.write_json(tmp_path / "seeds.json", table)
+    report_params = {"split": reference["split"], "model": {"arch": "a"}}  # the report stage reads no location
+    assert spread.seeds_for(tmp_path / "seeds.json", report_params) == table
+    assert spread.seeds_for(tmp_path / "seeds.json", {**report_params, "model": {"arch": "b"}}) == {}
+
+
 def test_seeds_recorded_earlier_join_the_new_runs(tmp_path):
     """A clone holds the seeds' table but not the experiments that made it: new seeds add to it."""
     reference = run(0, 0.0)[0]
@@ -139,3 +161,22 @@ def test_the_verdict_flips_where_the_interval_crosses_zero():
         assert ahead == (difference["low"] > 0), (shift, difference)
         seen.add(ahead)
     assert seen == {True, False}  # the shifts crossed zero
+
+
+def test_the_verdict_counts_the_splits_each_mode_won_and_predicts_one_new_split():
+    """Besides the interval of the mean: the wins on single splits and the 95% prediction interval of one more split
+    (wider than the mean's by sqrt(n + 1): one split's spread is not averaged away)."""
+    differences = [0.010, -0.012, 0.008, -0.011, 0.009]
+    table = spread.spread(paired(differences), paired(differences)[0][0])
+    difference = table["difference"]["top1_accuracy"]
+    sentence = spread.verdict(difference, "top1_accuracy")
+    assert "fine-tuning won 3 of the 5 splits, feature extraction 2" in sentence
+    mean, std = statistics.mean(differences), statistics.stdev(differences)
+    half = stats.t.ppf(0.975, 4) * std * (1 + 1 / 5) ** 0.5
+    low, high = spread.prediction_interval(difference)
+    assert (low, high) == pytest.approx((mean - half, mean + half))
+    assert (high - low) / (difference["high"] - difference["low"]) == pytest.approx(6**0.5)
+    assert f"expected between {100 * low:+.2f} and {100 * high:+.2f} points (95% prediction interval)" in sentence
+    section = seeds_section(table)
+    low, high = spread.prediction_interval(table["finetune"]["top1_accuracy"])
+    assert f"| finetune | {low:.4f} to {high:.4f} |" in section

@@ -6,6 +6,7 @@ from pathlib import Path
 
 RAW = Path("data/raw/101_ObjectCategories")
 DOWNLOADS = Path("data/downloads")
+PRETRAINED = Path("data/pretrained.pt")  # the backbone weights model.weights names, in one form (model.__main__)
 SPLIT = Path("data/split")  # the manifests
 CACHE = SPLIT / "cache"  # their images, decoded: one stage writes both
 MODES = ("finetune", "scratch", "feature_extract")  # as named on the stages' command lines and in their outputs
@@ -16,10 +17,12 @@ SUMMARY = f"{LIVE}/metrics.json"
 
 @dataclass
 class RunPaths:
-    """What one training run reads (split, cache) and writes (checkpoint, metrics, TensorBoard logs)."""
+    """What one training run reads (split, cache, the pretrained backbone) and writes (checkpoint, metrics,
+    TensorBoard logs)."""
 
     split: Path
     cache: Path
+    pretrained: Path
     checkpoint: Path
     metrics: Path
     logs: Path
@@ -28,7 +31,7 @@ class RunPaths:
 
 def stage_run(mode):
     """The paths of train_<mode> and evaluate@<mode>."""
-    return RunPaths(SPLIT, CACHE, Path(f"models/{mode}.pt"), Path(f"metrics/{mode}"), Path(f"logs/{mode}"))
+    return RunPaths(SPLIT, CACHE, PRETRAINED, Path(f"models/{mode}.pt"), Path(f"metrics/{mode}"), Path(f"logs/{mode}"))
 
 
 def curve_point(mode, per_class):
@@ -38,6 +41,7 @@ def curve_point(mode, per_class):
     return RunPaths(
         SPLIT,
         CACHE,
+        PRETRAINED,
         Path(f"models/{folder}/{mode}.pt"),
         Path(f"metrics/{folder}/{mode}"),
         Path(f"logs/{folder}/{mode}"),

@@ -254,6 +254,11 @@ def _first_line(err):
     return f"line {mark.line + 1}: {problem}" if mark else problem
 
 
+# Where a file comes from, not what it holds: read only by the stages that fetch it (download, pretrained), whose
+# outputs are content-addressed, and never compared when results of runs are matched.
+LOCATIONS = {"download": ("source", "checksum", "inner_checksum"), "model": ("weights",)}
+
+
 # Settings of speed alone: a stage reads them without declaring them in dvc.yaml, so changing one reruns no training
 # or evaluation (the report, which lists whole sections to describe the recipes, reruns in a second).
 # Loader processes draw nothing of their own (every training draw is seeded per image and epoch), so the number of

@@ -1,6 +1,6 @@
-"""Checkpoints on disk: written atomically and byte for byte reproducibly; read safely by one loader for evaluate,
-predict and resume, whose every failure (missing, empty, truncated, corrupt, malicious, foreign or mismatched file)
-is a one-line UserError."""
+"""Checkpoints on disk, and the pretrained backbone's weights: written atomically and byte for byte reproducibly;
+read safely by one loader for training, evaluate, predict and resume, whose every failure (missing, empty, truncated,
+corrupt, malicious, foreign or mismatched file) is a one-line UserError."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from ..core.cli import uninterrupted
 from ..core.errors import UserError
 from ..core.files import atomic_path
 from ..core.layout import MODES
-from .factory import build_model
+from .factory import build_model, pretrained_backbone
 
 CLASSIFIER_KEYS = ("state_dict", "arch", "mode", "classes", "preprocessing")
 PREPROCESSING_KEYS = {"input_size", "resize_size", "mean", "std", "interpolation", "fit"}
@@ -22,6 +22,22 @@ def save_checkpoint(obj, path):
     give another file (and another DVC hash) on every run. A SIGTERM waits until the file is in place."""
     with uninterrupted(), atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
+
+
+def write_pretrained(arch, weights, path):
+    """The backbone weights `weights` names for `arch` (`pretrained_backbone`), at `path`: the `pretrained` stage."""
+    save_checkpoint({"arch": arch, "state_dict": pretrained_backbone(arch, weights)}, path)
+
+
+def load_pretrained(path, arch):
+    """The backbone state_dict at `path` (None: random init), refused when it is another architecture's."""
+    pretrained = load_checkpoint(path, required=("arch", "state_dict"))
+    if pretrained["arch"] != arch:
+        raise UserError(
+            f"{path} holds weights of {pretrained['arch']}, not model.arch {arch}: run dvc repro (the pretrained "
+            "stage fetches them)"
+        )
+    return pretrained["state_dict"]
 
 
 def load_checkpoint(path, device="cpu", required=CLASSIFIER_KEYS):
@@ -74,7 +90,7 @@ def load_classifier(path, device="cpu", mode=None):
             f"{path} holds a {ckpt['mode']} model, not {mode}: restore it (dvc checkout {path}) or train it again "
             f"(dvc repro -f train_{mode})"
         )
-    model, _ = build_model(ckpt["arch"], "none", len(ckpt["classes"]))
+    model, _ = build_model(ckpt["arch"], len(ckpt["classes"]))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:

@@ -1,8 +1,9 @@
-"""The model factory: an architecture name and a weights choice become a Classifier with a new head.
+"""The model factory: an architecture name and its pretrained backbone's weights become a Classifier with a new head.
 
-`resnet18`, `alexnet`, ... name torchvision models; `timm/<name>` names a timm model. Weights are
-`imagenet` (the library's own pretrained weights, fetched and cached as that library does), `none`
-(random init), or a path to a state_dict in the architecture's key names (a 1000-class head is dropped)."""
+`resnet18`, `alexnet`, ... name torchvision models; `timm/<name>` names a timm model. `pretrained_backbone` fetches
+the weights `model.weights` names: `imagenet` (the library's own pretrained weights, fetched and cached as that
+library does), `none` (random init), or a path to a state_dict in the architecture's key names (a 1000-class head is
+dropped). The `pretrained` stage writes them in one form, so that where they came from is not part of any result."""
 
 import difflib
 import urllib.error
@@ -211,12 +212,29 @@ def check_input_size(model, size, arch):
         model.train(was_training)
 
 
-def build_model(arch, weights, num_classes, input_size=None, crop_pct=None):
-    """(Classifier with a fresh `num_classes` head, preprocessing dict that follows the weights).
-    `input_size` overrides the weights' input size, `crop_pct` the fraction of the image the evaluation's centre
-    crop keeps (1.0: all of it); each defaults to the weights' own."""
+def pretrained_backbone(arch, weights):
+    """The backbone weights `weights` names for `arch`, without the ImageNet head, as one state_dict whose bytes
+    follow from the values alone (each tensor its own contiguous storage); None for `none` (random init)."""
     check_arch(arch)
-    backbone, in_features, prep = (_timm if arch.startswith(TIMM_PREFIX) else _torchvision)(arch, weights)
+    if weights == "none":
+        return None
+    backbone, _, _ = _library_model(arch, weights)
+    return {key: value.clone().contiguous() for key, value in backbone.state_dict().items()}
+
+
+def _library_model(arch, weights):
+    return (_timm if arch.startswith(TIMM_PREFIX) else _torchvision)(arch, weights)
+
+
+def build_model(arch, num_classes, backbone_state=None, input_size=None, crop_pct=None):
+    """(Classifier with a fresh `num_classes` head, preprocessing dict that follows the architecture's weights), its
+    backbone from `backbone_state` (`pretrained_backbone`'s), else random. `input_size` overrides the weights' input
+    size, `crop_pct` the fraction of the image the evaluation's centre crop keeps (1.0: all of it); each defaults to
+    the weights' own."""
+    check_arch(arch)
+    backbone, in_features, prep = _library_model(arch, "none")
+    if backbone_state is not None:
+        backbone.load_state_dict(backbone_state)
     crop_pct = crop_pct or prep["input_size"] / prep["resize_size"]
     input_size = input_size or prep["input_size"]
     prep.update(input_size=input_size, resize_size=round(input_size / crop_pct))

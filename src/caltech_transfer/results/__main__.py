@@ -5,7 +5,7 @@ report/learning_curve.{tsv,png}."""
 import sys
 
 from ..core.cli import cli, stage_argument
-from ..core.layout import CACHE, SPLIT
+from ..core.layout import CACHE, PRETRAINED, SPLIT
 from ..core.params import load_params
 from .architectures import ARCHITECTURES_FILE
 from .plots import make_all
@@ -19,7 +19,8 @@ def plot_stage():
 
 
 def report_stage():
-    build("report.md", "metrics", SPLIT, "plots", "report", load_params("report"), SEEDS_FILE, ARCHITECTURES_FILE)
+    params = load_params("report")
+    build("report.md", "metrics", SPLIT, "plots", "report", params, SEEDS_FILE, ARCHITECTURES_FILE, PRETRAINED)
     print("wrote report.md and report/learning_curve.png")
 
 

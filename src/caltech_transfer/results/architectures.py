@@ -17,7 +17,7 @@ from ..core.errors import UserError
 from ..core.files import write_json
 from ..core.layout import SUMMARY
 from ..core.params import read_yaml
-from .experiments import applies, recorded_table, runs_from_dvc
+from .experiments import applies, leaving_out, recorded_table, runs_from_dvc
 
 ARCHITECTURES_FILE = Path("metrics/architectures.json")
 TEST = "metrics/scratch/test.json"
@@ -32,14 +32,9 @@ RECIPE = ("scratch", "scratch_lr")  # the train.* keys of the scratch recipe, wh
 
 
 def shared(params):
-    """What a network's run shares with the workspace: every param but model.arch and the scratch recipe."""
-    dropped = {"model": ("arch",), "train": RECIPE}
-    return {
-        section: {k: v for k, v in values.items() if k not in dropped.get(section, ())}
-        if isinstance(values, dict)
-        else values
-        for section, values in params.items()
-    }
+    """What a network's run shares with the workspace: every param but model.arch, the scratch recipe and the
+    locations."""
+    return leaving_out(params, {"model": ("arch",), "train": RECIPE})
 
 
 def scratch_recipe(params):

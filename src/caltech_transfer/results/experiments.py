@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import read_json
-from ..core.params import SCHEMA, set_dotted
+from ..core.params import LOCATIONS, SCHEMA, set_dotted
 
 
 def runs_from_dvc():
@@ -47,6 +47,19 @@ def literal(value):
     if isinstance(value, list):
         return [literal(v) for v in value]
     return value
+
+
+def leaving_out(params, dropped):
+    """`params` without the keys `dropped` ({section: keys}) and without LOCATIONS: what two runs of a table over
+    runs must share. A location (where the archive or the weights were read) decides nothing: the stages that read
+    it write the same bytes from any path."""
+    dropped = {section: (*LOCATIONS.get(section, ()), *dropped.get(section, ())) for section in LOCATIONS | dropped}
+    return {
+        section: {k: v for k, v in values.items() if k not in dropped.get(section, ())}
+        if isinstance(values, dict)
+        else values
+        for section, values in params.items()
+    }
 
 
 def applies(table, params, compared):

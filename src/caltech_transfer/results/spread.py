@@ -21,7 +21,7 @@ from ..core.errors import UserError
 from ..core.files import write_json
 from ..core.layout import MODES, SUMMARY
 from ..core.params import read_yaml
-from .experiments import applies, recorded_table, runs_from_dvc
+from .experiments import applies, leaving_out, recorded_table, runs_from_dvc
 
 METRICS = ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
 METRIC_NAMES = {"top1_accuracy": "top-1", "top5_accuracy": "top-5", "mean_per_class_accuracy": "mean per-class"}
@@ -38,13 +38,8 @@ NOT_COMPARED = {"split": ("seed",), "train": ("scratch", "scratch_lr")}
 
 
 def without_seed(params):
-    """`params` without the keys of NOT_COMPARED: what two runs of the seeds' table must share."""
-    return {
-        section: {k: v for k, v in values.items() if k not in NOT_COMPARED.get(section, ())}
-        if isinstance(values, dict)
-        else values
-        for section, values in params.items()
-    }
+    """`params` without the keys of NOT_COMPARED and the locations: what two runs of the seeds' table must share."""
+    return leaving_out(params, NOT_COMPARED)
 
 
 def spread(runs, reference, recorded=None):
@@ -129,7 +124,8 @@ def summary(values):
 
 
 def verdict(difference, metric):
-    """The sentence a paired difference's interval allows: a mode is ahead only where the interval excludes 0."""
+    """The sentence a paired difference's interval allows (a mode is ahead only where the interval excludes 0), with
+    how many splits each mode won and what one new split is expected to show."""
     first, second = (PAIR_NAMES[mode] for mode in PAIR)
     name, n = METRIC_NAMES[metric], difference["n"]
     interval = (
@@ -137,10 +133,25 @@ def verdict(difference, metric):
         f"{100 * difference['high']:+.2f}"
     )
     if difference["low"] > 0:
-        return f"On {name} accuracy {first} is ahead of {second} at {n} seeds ({interval})."
-    if difference["high"] < 0:
-        return f"On {name} accuracy {second} is ahead of {first} at {n} seeds ({interval})."
-    return f"On {name} accuracy no difference between {first} and {second} is detected at {n} seeds ({interval})."
+        called = f"On {name} accuracy {first} is ahead of {second} at {n} seeds ({interval})"
+    elif difference["high"] < 0:
+        called = f"On {name} accuracy {second} is ahead of {first} at {n} seeds ({interval})"
+    else:
+        called = f"On {name} accuracy no difference between {first} and {second} is detected at {n} seeds ({interval})"
+    values = difference["values"].values()
+    wins = f"{first} won {sum(v > 0 for v in values)} of the {n} splits, {second} {sum(v < 0 for v in values)}"
+    low, high = prediction_interval(difference)
+    return (
+        f"{called}; {wins}; on one new split the difference is expected between {100 * low:+.2f} and "
+        f"{100 * high:+.2f} points (95% prediction interval)."
+    )
+
+
+def prediction_interval(s):
+    """The 95% interval in which one more split's value falls, from the seeds' summary `s`: the mean's uncertainty and
+    one split's spread together (t with n - 1 degrees of freedom, standard deviation times sqrt(1 + 1/n))."""
+    half = float(stats.t.ppf((1 + CONFIDENCE) / 2, s["n"] - 1)) * s["std"] * math.sqrt(1 + 1 / s["n"])
+    return s["mean"] - half, s["mean"] + half
 
 
 def trained_on(table):

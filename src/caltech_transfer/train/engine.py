@@ -33,7 +33,7 @@ def train(mode, params, paths, on_epoch_end=None):
     runtime = Runtime(params["runtime"])
     torch.manual_seed(seed)
     classes = read_classes(paths.split)
-    model, prep = initial_model(mode, params, classes, paths.checkpoint.parent, cache_fit(paths.cache))
+    model, prep = initial_model(mode, params, classes, paths, cache_fit(paths.cache))
     runtime.place(model)
     groups = param_groups(mode, model, params["train"])
     generator = torch.Generator()

@@ -11,21 +11,20 @@ loop reads this table and nothing else about modes.
   with `train.feature_extract.augment: true`)."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from torch.utils.data import TensorDataset
 
 from ..batches.datasets import CachedImages, eval_batches, eval_transform, make_loader, train_transform
 from ..batches.device_batches import DeviceBatches, fits_on_device
 from ..core.errors import UserError
-from ..model.checkpoints import load_checkpoint
+from ..model.checkpoints import load_checkpoint, load_pretrained
 from ..model.factory import build_model, check_input_size
 from .distributed import ShardedSampler, gather_in_order, per_process, wrap
 
 
 @dataclass(frozen=True)
 class Mode:
-    pretrained: bool  # start from model.weights; else random init
+    pretrained: bool  # start from the backbone weights model.weights names (data/pretrained.pt); else random init
     learning_rates: dict  # part of the model (backbone, head) -> its learning-rate key in train.*
     frozen: bool = False  # the backbone never trains and its BatchNorm keeps its statistics
 
@@ -44,7 +43,7 @@ MODES = {
 }
 
 
-def initial_model(mode, params, classes, models_dir, fit):
+def initial_model(mode, params, classes, paths, fit):
     """(model, preprocessing) as the mode starts: pretrained or random weights, and the head of another mode's
     checkpoint where the recipe's `init_head` names one (a linear probe first, then fine-tuning: LP-FT). The
     preprocessing includes how the cache fitted images to squares (`fit`), so that `caltech-predict` fits new
@@ -52,16 +51,16 @@ def initial_model(mode, params, classes, models_dir, fit):
     m, recipe = params["model"], params["train"][mode]
     model, prep = build_model(
         m["arch"],
-        m["weights"] if MODES[mode].pretrained else "none",
         len(classes),
-        recipe.get("input_size") or m["input_size"],
+        load_pretrained(paths.pretrained, m["arch"]) if MODES[mode].pretrained else None,
+        recipe.get("input_size") or m["input_size"],  # scratch may train smaller
         m["crop_pct"],
-    )  # scratch may train smaller
+    )
     check_input_size(model, prep["input_size"], m["arch"])
     prep = {**prep, "fit": fit}
     source = recipe.get("init_head", "none")
     if source != "none":
-        ckpt = load_checkpoint(Path(models_dir) / f"{source}.pt")
+        ckpt = load_checkpoint(paths.checkpoint.parent / f"{source}.pt")
         if ckpt["mode"] != source:
             raise UserError(
                 f"train.{mode}.init_head: {source} needs models/{source}.pt, which holds a {ckpt['mode']} model: "
