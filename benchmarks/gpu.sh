@@ -102,7 +102,8 @@ import yaml
 
 path, archive, weights, tiny, *overrides = sys.argv[1:]
 params = yaml.safe_load(open(path))
-settings = {  # the README's offline command: only the archive's and the weights' locations differ
+settings = {  # the README's offline command on one split seed: only the archive's and the weights' locations differ
+    "study.seeds": [0],
     "download.source": archive,
     "download.checksum": "md5:f527068f45fe3f63acd224f9143196bd",
     "download.inner_checksum": "md5:48d74becb160adb15c07c2376cebfd14",
@@ -146,21 +147,23 @@ shots=$("$python" -c "import yaml; print(*yaml.safe_load(open('$work/pipeline/pa
 read -r -a shots <<<"$shots"
 pipeline=$work/pipeline scratch=$work/scratch-gpu
 tic=$EPOCHREALTIME
-lanes() {  # after the data stages: the GPU scratch recipe beside the pipeline's stages, in lanes
-  (stage "$scratch" train scratch && stage "$scratch" evaluation scratch) &
+lanes() {  # after the data stages: the GPU scratch recipe beside the pipeline's stages, in lanes, on split seed 0
+  (stage "$scratch" train scratch 0 && stage "$scratch" evaluation scratch 0) &
   local scratch_lane=$!
-  if stage "$pipeline" train feature_extract && stage "$pipeline" evaluation feature_extract; then
-    (stage "$pipeline" train finetune && stage "$pipeline" evaluation finetune) &
+  if stage "$pipeline" train feature_extract 0 && stage "$pipeline" evaluation feature_extract 0; then
+    (stage "$pipeline" train finetune 0 && stage "$pipeline" evaluation finetune 0) &
     local finetune_lane=$!
-    (stage "$pipeline" train scratch && stage "$pipeline" evaluation scratch) &
+    (stage "$pipeline" train scratch 0 && stage "$pipeline" evaluation scratch 0) &
     local scratch_cpu_recipe_lane=$!
-    (for k in "${shots[@]}"; do stage "$pipeline" evaluation.curve "$k" || exit; done)
+    (for k in "${shots[@]}"; do stage "$pipeline" evaluation.curve "$k" 0 || exit; done)
     wait $finetune_lane $scratch_cpu_recipe_lane
-    stage "$pipeline" results plot && stage "$pipeline" results report
+    stage "$pipeline" results.spread && stage "$pipeline" results plot 0 && stage "$pipeline" results report 0
   fi
   wait $scratch_lane
 }
-stage "$pipeline" data download && stage "$pipeline" data split && stage "$pipeline" model pretrained && ln -s "$pipeline/data" "$scratch/data" && lanes
+stage "$pipeline" data.download && stage "$pipeline" data.cache && stage "$pipeline" data.split 0 &&
+  stage "$pipeline" model pretrained && stage "$pipeline" train.features && ln -s "$pipeline/data" "$scratch/data" &&
+  lanes
 awk "BEGIN {printf \"pipeline\t%.1f\t%s\tfrom the archive to report.md\n\", $EPOCHREALTIME - $tic, \
   $([ -f "$pipeline/report.md" ] && echo 0 || echo 1)}" >>"$out/summary.tsv"
 tar -czf "$out/results.tgz" --exclude='*.npy' --exclude='predictions.csv' -C "$pipeline" metrics report plots report.md

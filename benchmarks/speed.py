@@ -257,7 +257,7 @@ def parse_args():
 
 def prepare_images(args, workdir):
     """(images folder, run paths, training rows, number of classes) of a small split of the real images, enough
-    for --steps batches per epoch, cached as the split stage does."""
+    for --steps batches per epoch, cached and split as the cache and split stages do."""
     per_class = -(-args.batch * args.steps // 101)
     if per_class + 3 > SMALLEST_CLASS:  # the split holds per_class + 1 training images and 2 more of each class
         sys.exit(
@@ -267,10 +267,11 @@ def prepare_images(args, workdir):
     workdir = workdir / f"{per_class + 3}-per-class"  # a --workdir kept between runs of other sizes holds each apart
     root = images_folder(workdir, per_class + 3, args.archive)
     unused = workdir / "unused.pt"  # no checkpoint is written, and the network is built here
-    paths = RunPaths(workdir / "split", workdir / "cache", unused, unused, workdir / "metrics", workdir / "logs")
+    paths = RunPaths(
+        workdir / "split", workdir / "cache", unused, unused, unused, workdir / "metrics", workdir / "logs"
+    )
     split_params = {
         "scheme": "standard",
-        "seed": 0,
         "train_per_class": per_class + 1,
         "val_per_class": 1,
         "test_per_class": 1,
@@ -278,8 +279,8 @@ def prepare_images(args, workdir):
         "include_background": False,
     }
     if not (paths.cache / "meta.json").exists():
-        split.run(root, paths.split, split_params, workers=2)
-        build_cache(root, paths.split, paths.cache, 256, "pad", workers=2)
+        build_cache(root, paths.cache, 256, "pad", workers=2)
+        split.run(paths.cache, paths.split, split_params, 0)
     train_rows = split.read_manifest(paths.split / "train.csv")
     classes = len(split.read_classes(paths.split))
     return root, paths, train_rows, classes

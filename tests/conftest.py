@@ -150,21 +150,20 @@ def small_dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("small")
     cats = make_tree(root / "raw", per_class=(18, 18, 18), background=0, extras=False)
+    build_cache(cats, root / "cache", image_size=40, fit="pad", workers=1)
     split.run(
-        cats,
+        root / "cache",
         root / "split",
         {
             "scheme": "standard",
-            "seed": 0,
             "train_per_class": 12,
             "val_per_class": 4,
             "test_per_class": None,
             "ratios": [0.8, 0.1, 0.1],
             "include_background": False,
         },
-        workers=1,
+        seed=0,
     )
-    build_cache(cats, root / "split", root / "cache", image_size=40, fit="pad", workers=1)
     return root
 
 
@@ -185,16 +184,39 @@ def stage_params(stage, **overrides):
     return validate(raw, with_speed_settings(declared_keys(stage, PROJECT / "dvc.yaml")))
 
 
-def data_paths(data, out, mode, arch="resnet18", weights="none"):
-    """RunPaths for a run on `data` (split/ and cache/) writing under `out`, its backbone's starting weights those
-    `weights` names for `arch`, written to out/pretrained.pt as the `pretrained` stage writes them."""
+def data_paths(data, out, mode, params, weights="none"):
+    """RunPaths for a run of `params` on `data` (split/ and cache/) writing under `out`: its backbone's starting
+    weights those `weights` names for model.arch, written to out/pretrained.pt as the `pretrained` stage writes them,
+    and their features of the cache in out/features, as the `features` stage writes them."""
     from caltech_transfer.core.layout import RunPaths
-    from caltech_transfer.model.checkpoints import write_pretrained
 
-    write_pretrained(arch, weights, out / "pretrained.pt")
+    write_inputs(data / "cache", out, params, weights)
     return RunPaths(
-        data / "split", data / "cache", out / "pretrained.pt", out / f"{mode}.pt", out / "metrics", out / "logs"
+        data / "split",
+        data / "cache",
+        out / "pretrained.pt",
+        out / "features",
+        out / f"{mode}.pt",
+        out / "metrics",
+        out / "logs",
     )
+
+
+def scoring_paths(data, metrics, features=None):
+    """RunPaths for scoring a model on `data`'s test split (split/ and cache/) into `metrics`; a feature-extraction
+    model reads its test features from `features`."""
+    from caltech_transfer.core.layout import RunPaths
+
+    return RunPaths(data / "split", data / "cache", None, features, None, metrics, None)
+
+
+def write_inputs(cache, out, params, weights="none"):
+    """What the `pretrained` and `features` stages write, for `params`, into out/pretrained.pt and out/features."""
+    from caltech_transfer.model.checkpoints import write_pretrained
+    from caltech_transfer.train.features import write_features
+
+    write_pretrained(params["model"]["arch"], weights, out / "pretrained.pt")
+    write_features(cache, out / "pretrained.pt", out / "features", params["model"], params["runtime"], batch_size=16)
 
 
 RUNTIME = {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}
@@ -206,9 +228,10 @@ def trained(small_dataset, tmp_path_factory):
     from caltech_transfer.train import engine
 
     out = tmp_path_factory.mktemp("trained")
-    paths = data_paths(small_dataset, out / "models", "finetune")
+    params = stage_params("train_finetune", **LEARNS)
+    paths = data_paths(small_dataset, out / "models", "finetune", params)
     paths.metrics = out / "metrics" / "finetune"
-    engine.train("finetune", stage_params("train_finetune", **LEARNS), paths)
+    engine.train("finetune", params, paths)
     return out
 
 

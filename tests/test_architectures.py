@@ -4,7 +4,7 @@ from caltech_transfer.results.report import PUBLISHED, architectures_section, sc
 
 def run(arch, top1, lr=0.05, seconds=600.0, seed=0):
     params = {
-        "split": {"seed": seed},
+        "study": {"seeds": [seed, 7]},
         "model": {"arch": arch, "input_size": 256},
         "train": {"seed": 0, "scratch_lr": lr, "scratch": {"epochs": 110, "input_size": 64}},
     }
@@ -23,7 +23,7 @@ def test_the_table_keeps_the_runs_that_differ_only_in_the_network_and_its_recipe
         (run("alexnet", 0.6, lr=0.01)[0], workspace[1]),  # did not rerun scratch: the workspace's files again
         run("alexnet", 0.3, lr=0.01),  # the scratch recipe adapted to the network
         run("alexnet", 0.4),
-        run("vgg11", 0.7, seed=1),  # another split: not comparable
+        run("vgg11", 0.7, seed=1),  # scratch on another split: not comparable
     ]
     table = architectures.architectures(runs, workspace[0])
     assert list(table["networks"]) == ["timm/tf_efficientnet_lite0", "resnet18", "alexnet"]
@@ -52,11 +52,11 @@ def test_the_table_keeps_the_runs_that_differ_only_in_the_network_and_its_recipe
         architectures.markdown(recorded, new_recipe)
     )
 
-    section = architectures_section(table, workspace[0])
-    assert "dvc exp run -S model.arch=resnet18 train_scratch evaluate@scratch" in section
-    assert "dvc exp run -S model.arch=alexnet -S train.scratch_lr=0.01 train_scratch evaluate@scratch" in section
+    section = architectures_section(table, workspace[0], 0)
+    assert "dvc exp run -S model.arch=resnet18 train_scratch evaluate_scratch" in section
+    assert "dvc exp run -S model.arch=alexnet -S train.scratch_lr=0.01 train_scratch evaluate_scratch" in section
     assert "model.weights=imagenet" in section  # the pretrained rows' command, for where the weights download
-    assert "None is recorded" in architectures_section({}, workspace[0])
+    assert "None is recorded" in architectures_section({}, workspace[0], 0)
 
 
 def test_scratch_is_worded_against_the_zeiler_fergus_convnet_by_an_interval():

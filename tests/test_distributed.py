@@ -6,16 +6,16 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from caltech_transfer.core.params import read_yaml, set_dotted
-from caltech_transfer.model.checkpoints import write_pretrained
 from caltech_transfer.model.factory import build_model
 from caltech_transfer.train.distributed import ShardedSampler, sync_batchnorm
-from conftest import LEARNS, PROJECT
+from conftest import LEARNS, PROJECT, write_inputs
 
 EPOCHS = LEARNS["train.finetune.epochs"]  # at batch 4, 2 per process: the effective batch is what is compared
 
@@ -54,21 +54,24 @@ def test_synchronised_batch_norm_computes_what_the_network_computed(arch):
         assert torch.equal(converted(images), expected)
 
 
+MODELS, RUN = Path("models/seeds/0"), Path("metrics/seeds/0/finetune")  # where train_finetune@0 writes
+
+
 def stage_dir(small_dataset, root, **overrides):
-    shutil.copytree(small_dataset / "split", root / "data" / "split")
-    shutil.copytree(small_dataset / "cache", root / "data" / "split" / "cache")
+    shutil.copytree(small_dataset / "split", root / "data" / "split" / "0")
+    shutil.copytree(small_dataset / "cache", root / "data" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", root)
     params = read_yaml(PROJECT / "tests" / "params.yaml")
     for dotted, value in {**LEARNS, **overrides}.items():
         set_dotted(params, dotted, value)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    write_pretrained(params["model"]["arch"], params["model"]["weights"], root / "data" / "pretrained.pt")
+    write_inputs(root / "data" / "cache", root / "data", params, params["model"]["weights"])
     return root
 
 
 def train_stage(folder, **popen):
     return subprocess.Popen(
-        [sys.executable, "-m", "caltech_transfer.train", "finetune"],
+        [sys.executable, "-m", "caltech_transfer.train", "finetune", "0"],
         cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -84,7 +87,7 @@ def finished(proc):
 
 
 def summary(folder):
-    return read_yaml(folder / "metrics" / "finetune" / "train" / "metrics.json")
+    return read_yaml(folder / RUN / "train" / "metrics.json")
 
 
 def test_two_processes_learn_like_one_with_the_same_effective_batch(small_dataset, tmp_path):
@@ -98,16 +101,16 @@ def test_two_processes_learn_like_one_with_the_same_effective_batch(small_datase
     # Same global batches (batch norm is per process on the CPU, and the random crops differ), so the runs end within
     # 0.1 of each other in validation accuracy (the synthetic validation split has 12 images).
     assert abs(two["best_val_accuracy"] - one["best_val_accuracy"]) <= 0.1
-    assert sorted(p.name for p in (double / "models").iterdir()) == ["finetune.pt"]
-    assert sorted(p.name for p in (double / "metrics" / "finetune").iterdir()) == ["history.tsv", "train"]
+    assert sorted(p.name for p in (double / MODELS).iterdir()) == ["finetune.pt"]
+    assert sorted(p.name for p in (double / RUN).iterdir()) == ["history.tsv", "train"]
     assert summary(double)["step"] == EPOCHS  # DVCLive's files: one process wrote them
-    history = (double / "metrics" / "finetune" / "history.tsv").read_text().splitlines()
+    history = (double / RUN / "history.tsv").read_text().splitlines()
     assert len(history) == 1 + EPOCHS
 
 
 def test_an_interrupted_two_process_run_resumes(small_dataset, tmp_path):
     folder = stage_dir(small_dataset, tmp_path, **{"train.processes": 2, "train.finetune.epochs": 8})
-    resume_file = folder / "models" / "finetune.resume.pt"
+    resume_file = folder / MODELS / "finetune.resume.pt"
     proc = train_stage(folder, start_new_session=True)
     deadline = time.time() + 600
     while not (resume_file.exists() and torch.load(resume_file, weights_only=True)["state"]["epoch"] >= 2):
@@ -115,23 +118,23 @@ def test_an_interrupted_two_process_run_resumes(small_dataset, tmp_path):
         time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGTERM)
     proc.communicate(timeout=120)
-    assert proc.returncode != 0 and not (folder / "models" / "finetune.pt").exists()
+    assert proc.returncode != 0 and not (folder / MODELS / "finetune.pt").exists()
     stopped_after = torch.load(resume_file, weights_only=True)["state"]["epoch"]
     out = finished(train_stage(folder))
     assert f"resuming after epoch {stopped_after}" in out
-    history = (folder / "metrics" / "finetune" / "history.tsv").read_text().splitlines()
+    history = (folder / RUN / "history.tsv").read_text().splitlines()
     assert [int(line.split("\t")[0]) for line in history[1:]] == list(range(1, 9))
 
 
-def test_feature_extraction_shards_its_feature_pass(small_dataset, tmp_path):
-    """Each process computes the features of its share; gathered in order, the head then trains as on one process
-    (no batch norm, no augmentation: the same numbers up to float rounding)."""
+def test_feature_extraction_on_two_processes_trains_the_head_as_one_does(small_dataset, tmp_path):
+    """Each process reads the features stage's features and trains the head on its share of every batch: as on one
+    process (no batch norm, no augmentation: the same numbers up to float rounding)."""
     settings = {"train.feature_extract.epochs": 5, "train.feature_extract.batch_size": 4}
     single = stage_dir(small_dataset, tmp_path / "single", **settings)
     double = stage_dir(small_dataset, tmp_path / "double", **settings, **{"train.processes": 2})
     for folder in (single, double):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "caltech_transfer.train", "feature_extract"],
+            [sys.executable, "-m", "caltech_transfer.train", "feature_extract", "0"],
             cwd=folder,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -139,7 +142,7 @@ def test_feature_extraction_shards_its_feature_pass(small_dataset, tmp_path):
         )
         finished(proc)
     heads = [
-        torch.load(f / "models" / "feature_extract.pt", weights_only=True)["state_dict"]["head.weight"]
+        torch.load(f / MODELS / "feature_extract.pt", weights_only=True)["state_dict"]["head.weight"]
         for f in (single, double)
     ]
     assert torch.allclose(heads[0], heads[1], atol=1e-4)

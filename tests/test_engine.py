@@ -22,7 +22,7 @@ from conftest import LEARNS, data_paths, stage_params
 
 def run(mode, data, out, on_epoch_end=None, weights="none", **overrides):
     params = stage_params(f"train_{mode}", **overrides)
-    paths = data_paths(data, out, mode, params["model"]["arch"], weights)
+    paths = data_paths(data, out, mode, params, weights)
     summary = engine.train(mode, params, paths, on_epoch_end=on_epoch_end)
     return summary, torch.load(out / f"{mode}.pt", weights_only=True)
 
@@ -230,7 +230,7 @@ def test_a_resume_state_is_used_only_by_its_own_run(small_dataset, tmp_path):
         if change == "the starting head":
             run("feature_extract", data, tmp_path / "models", **head, **{"train.feature_extract_lr": 0.01})
         else:
-            build_cache(small_dataset / "raw" / "101_ObjectCategories", data / "split", data / "cache", 40, "crop", 1)
+            build_cache(small_dataset / "raw" / "101_ObjectCategories", data / "cache", 40, "crop", 1)
         epochs.clear()
         run("finetune", data, tmp_path / "models", record, **settings)
         assert epochs == [1, 2], change
@@ -304,7 +304,7 @@ def test_lp_ft_starts_from_the_feature_extract_head(small_dataset, tmp_path):
     for key in ("head.weight", "head.bias"):
         assert torch.equal(ckpt["state_dict"][key], probe[key]), key
     with pytest.raises(
-        UserError, match="init_head: feature_extract needs models/feature_extract.pt trained with the same model"
+        UserError, match="init_head: feature_extract needs .*feature_extract.pt trained with the same model"
     ):
         run(
             "finetune",
@@ -451,3 +451,46 @@ def test_trivial_augment_runs_in_the_loader_and_a_mixed_scratch_run_learns(small
             tmp_path / "device",
             **{"train.scratch.epochs": 1, "train.scratch.auto_augment": "trivial", "train.data_path": "device"},
         )
+
+
+def test_the_frozen_backbone_runs_once_per_image_whatever_the_seed_count(small_dataset, tmp_path, monkeypatch):
+    """The features stage runs the frozen backbone over every cached image once; each split seed's feature
+    extraction and its scoring read those features: one seed or three, the backbone sees each image once."""
+    from caltech_transfer.core.layout import RunPaths
+    from caltech_transfer.data import split
+    from caltech_transfer.evaluation.evaluate import evaluate
+    from caltech_transfer.model.factory import Classifier
+    from conftest import RUNTIME, write_inputs
+
+    seen = []
+    real = Classifier.features
+
+    def spy(self, images):
+        if images.dtype == torch.uint8:  # a cached image, not the probe of `check_input_size`
+            seen.append(len(images))
+        return real(self, images)
+
+    monkeypatch.setattr(Classifier, "features", spy)
+    params = stage_params("train_feature_extract", **{"train.feature_extract.epochs": 2})
+    split_params = {**stage_params("split")["split"], "train_per_class": 12, "val_per_class": 4}
+    images = {}
+    for seeds in (1, 3):
+        seen.clear()
+        out = tmp_path / f"{seeds} seeds"
+        write_inputs(small_dataset / "cache", out, params)  # the features stage
+        for seed in range(seeds):
+            split.run(small_dataset / "cache", out / "split" / str(seed), split_params, seed)
+            run = out / "seeds" / str(seed)
+            paths = RunPaths(
+                out / "split" / str(seed),
+                small_dataset / "cache",
+                out / "pretrained.pt",
+                out / "features",
+                run / "feature_extract.pt",
+                run / "metrics",
+                run / "logs",
+            )
+            engine.train("feature_extract", params, paths)
+            evaluate(paths.checkpoint, "feature_extract", paths, RUNTIME, batch_size=8)
+        images[seeds] = sum(seen)
+    assert images == {1: 54, 3: 54}  # the small dataset's 3 x 18 cached images

@@ -9,7 +9,7 @@ from sklearn import metrics as skm
 from caltech_transfer.data.split import read_manifest
 from caltech_transfer.evaluation.evaluate import evaluate
 from caltech_transfer.evaluation.metrics import compute_metrics
-from conftest import RUNTIME
+from conftest import RUNTIME, scoring_paths
 
 
 def test_metrics_equal_scikit_learn():
@@ -38,9 +38,9 @@ def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained,
     checkpoint = trained / "models" / "finetune.pt"
     saved = torch.load(checkpoint, weights_only=True)["state_dict"]
     seen = {"splits": set(), "models": []}
-    real_open, real_load = datasets_module.open_cache, evaluate_module.load_classifier
+    real_open, real_load = datasets_module.open_split, evaluate_module.load_classifier
     monkeypatch.setattr(
-        datasets_module, "open_cache", lambda c, s, split: seen["splits"].add(split) or real_open(c, s, split)
+        datasets_module, "open_split", lambda c, s, split: seen["splits"].add(split) or real_open(c, s, split)
     )
 
     def spy_load(*args):
@@ -51,13 +51,7 @@ def test_evaluate_scores_the_test_split_and_never_trains(small_dataset, trained,
     monkeypatch.setattr(evaluate_module, "load_classifier", spy_load)
     monkeypatch.setattr(torch.Tensor, "backward", lambda *a, **k: pytest.fail("evaluate ran a backward pass"))
     summary = evaluate(
-        checkpoint,
-        "finetune",
-        small_dataset / "split",
-        small_dataset / "cache",
-        trained / "metrics" / "finetune",
-        RUNTIME,
-        batch_size=8,
+        checkpoint, "finetune", scoring_paths(small_dataset, trained / "metrics" / "finetune"), RUNTIME, batch_size=8
     )
     assert seen["splits"] == {"test"}
     after = seen["models"][0].state_dict()  # weights and BatchNorm statistics as they were trained
@@ -92,9 +86,7 @@ def test_evaluate_on_the_cpu_starts_no_loader_processes(small_dataset, trained, 
     evaluate(
         trained / "models" / "finetune.pt",
         "finetune",
-        small_dataset / "split",
-        small_dataset / "cache",
-        tmp_path,
+        scoring_paths(small_dataset, tmp_path),
         RUNTIME,
         batch_size=8,
         workers=2,

@@ -39,7 +39,7 @@ def test_the_gpu_script_runs_every_part_on_the_cpu(tmp_path):
     parts = {"tests", "speed-resnet18-device", "speed-resnet18-loader", "speed-lite0-device", "pipeline", "all"}
     assert parts <= set(rows)
     stages = [name for name in rows if name.startswith(("pipeline-", "scratch-gpu-"))]
-    assert {"pipeline-data_download", "pipeline-results_report", "scratch-gpu-evaluation_scratch"} <= set(stages)
+    assert {"pipeline-data.download", "pipeline-results_report_0", "scratch-gpu-evaluation_scratch_0"} <= set(stages)
     assert all(rows[name][2] in ("0", "") for name in rows), rows
     for name in ("env.txt", "logs.tgz", "results.tgz", "speed-cpu-lite0-device.json"):
         assert (out / name).stat().st_size > 0, name

@@ -33,11 +33,12 @@ def test_a_point_trains_on_its_subset_only(small_dataset, tmp_path):
         j = position[part.paths[i]]
         assert torch.equal(part[i][0], full[j][0]) and part[i][1] == full[j][1]
 
-    params = stage_params("curve@2")
+    params = stage_params("curve")
     paths = RunPaths(
         small_dataset / "split",
         small_dataset / "cache",
         tmp_path / "pretrained.pt",
+        tmp_path / "features",
         tmp_path / "m.pt",
         tmp_path,
         tmp_path,

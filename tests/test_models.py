@@ -31,10 +31,11 @@ def test_preprocessing_follows_the_weights():
 
 def test_scratch_may_train_at_its_own_size(tmp_path):
     from caltech_transfer.train.modes import initial_model
-    from conftest import data_paths, stage_params
+    from conftest import scoring_paths, stage_params
 
     params = stage_params("train_scratch", **{"train.scratch.input_size": 24})
-    _, prep = initial_model("scratch", params, ["a", "b"], data_paths(tmp_path, tmp_path, "scratch"), "pad")
+    paths = scoring_paths(tmp_path, tmp_path)  # scratch reads no pretrained weights, no head of another mode
+    _, prep = initial_model("scratch", params, ["a", "b"], paths, "pad")
     assert prep["input_size"] == 24
 
 

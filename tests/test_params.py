@@ -43,26 +43,27 @@ def test_each_stage_gets_only_its_declared_keys(project):
     assert set(finetune["train"]) == {"seed", "workers", "data_path", "processes", "finetune_lr", "head_lr", "finetune"}
     assert set(finetune["runtime"]) == {"device", "precision", "channels_last", "compile"}
     assert "scratch" not in finetune["train"] and "split" not in finetune
-    assert set(load_params("split", project)) == {"split", "cache"}
-    evaluate = load_params("evaluate@finetune", project)
+    assert set(load_params("split", project)) == {"split"}
+    assert set(load_params("cache", project)) == {"cache"}
+    evaluate = load_params("evaluate", project)
     assert set(evaluate) == {"evaluate", "runtime"}  # no train.* key: a loader setting of training reruns none
 
 
 def test_loader_processes_rerun_no_training_or_evaluation(project):
     """The number of loader processes changes no draw (tests/test_engine.py), so no stage that trains or scores
     declares it, and each still reads it."""
-    for stage in ("train_finetune", "train_scratch", "train_feature_extract", "evaluate@finetune", "curve@2"):
+    for stage in ("train_finetune", "train_scratch", "train_feature_extract", "evaluate", "evaluate_scratch", "curve"):
         assert not set(SPEED_ONLY) & set(declared_keys(stage, project / "dvc.yaml")), stage
     assert "workers" in load_params("train_scratch", project)["train"]
-    assert "workers" in load_params("curve@2", project)["evaluate"]
+    assert "workers" in load_params("curve", project)["evaluate"]
 
 
 @pytest.mark.parametrize(
     "old,new,message",
     [
         (
-            "  seed: 0\n  train_per_class",
-            "  seed: 0\n  trian_per_class",
+            "  scheme: standard\n  train_per_class",
+            "  scheme: standard\n  trian_per_class",
             "unknown key split.trian_per_class; did you mean split.train_per_class",
         ),
         (
@@ -144,14 +145,14 @@ def test_every_declared_key_in_dvc_yaml_is_in_params_yaml():
 def test_a_params_file_dvc_refuses_is_refused_by_the_stages(project):
     """A duplicate key: PyYAML would take the last value, DVC calls the file corrupted; the stages refuse it as DVC
     does, in one line, before writing anything."""
-    set_line(project, "  seed: 0\n  train_per_class", "  seed: 0\n  seed: 1\n  train_per_class")
+    set_line(project, "  scheme: standard\n  train_per_class", "  scheme: standard\n  scheme: ratio\n  train_per_class")
     stage = subprocess.run(
-        [sys.executable, "-m", "caltech_transfer.data", "split"], cwd=project, capture_output=True, text=True
+        [sys.executable, "-m", "caltech_transfer.data.split", "0"], cwd=project, capture_output=True, text=True
     )
     assert stage.returncode == 2 and "Traceback" not in stage.stderr, stage.stderr
     assert stage.stderr.strip() == (
-        'error: params.yaml line 10: found duplicate key "seed" with value "1" (original '
-        'value: "0"): DVC refuses this file too; fix that line'
+        'error: params.yaml line 9: found duplicate key "scheme" with value "ratio" (original '
+        'value: "standard"): DVC refuses this file too; fix that line'
     )
     assert not (project / "data").exists()
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=project, check=True)

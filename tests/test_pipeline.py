@@ -39,10 +39,22 @@ SETTINGS = {
     "plot.embedding": "pca",
     "plot.embedding_points": 100,
     "plot.mistakes": 4,
+    "study.seeds": [0, 1],
 }
 
 
 CURVE = {f"curve@{k}" for k in (2, 4)}  # the tests' curve.shots
+SEEDS = (0, 1)
+STUDY = ("feature_extract", "finetune")
+EVALUATE = {f"evaluate@{seed}-{mode}" for seed in SEEDS for mode in STUDY}
+
+
+def per_seed(stage):
+    return {f"{stage}@{seed}" for seed in SEEDS}
+
+
+def run_folder(repo, mode, seed=0):
+    return repo / "metrics" / ("scratch" if mode == "scratch" else f"seeds/{seed}/{mode}")
 
 
 def environment():
@@ -104,14 +116,16 @@ def test_repro_runs_every_stage_then_nothing(repo):
     first = dvc(repo, "repro")
     assert ran(first.stdout) == {
         "download",
-        "split",
+        "cache",
+        *per_seed("split"),
         "pretrained",
-        "train_finetune",
+        "features",
+        *per_seed("train_feature_extract"),
+        *per_seed("train_finetune"),
+        *EVALUATE,
+        "seeds",
         "train_scratch",
-        "train_feature_extract",
-        "evaluate@finetune",
-        "evaluate@scratch",
-        "evaluate@feature_extract",
+        "evaluate_scratch",
         "plot",
         *CURVE,
         "report",
@@ -119,8 +133,10 @@ def test_repro_runs_every_stage_then_nothing(repo):
     second = dvc(repo, "repro")
     assert ran(second.stdout) == set()
     assert "Data and pipelines are up to date" in second.stdout
-    summary = json.loads((repo / "data" / "split" / "summary.json").read_text())
-    assert (summary["classes"], summary["train"], summary["val"]) == (3, 24, 12)
+    for seed in SEEDS:
+        summary = json.loads((repo / "data" / "split" / str(seed) / "summary.json").read_text())
+        assert (summary["classes"], summary["train"], summary["val"]) == (3, 24, 12)
+    assert (repo / "data" / "split" / "0" / "train.csv").read_text() != (repo / "data/split/1/train.csv").read_text()
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline run")
 
@@ -129,8 +145,8 @@ def test_the_report_quotes_the_metrics_files(repo):
     """Every number of report.md's results and learning-curve tables equals the metrics file it came from."""
     report = (repo / "report.md").read_text().splitlines()
     for mode in ("finetune", "scratch", "feature_extract"):
-        test = json.loads((repo / "metrics" / mode / "test.json").read_text())
-        train = json.loads((repo / "metrics" / mode / "train" / "metrics.json").read_text())
+        test = json.loads((run_folder(repo, mode) / "test.json").read_text())
+        train = json.loads((run_folder(repo, mode) / "train" / "metrics.json").read_text())
         cells = [c.strip() for c in next(line for line in report if line.startswith(f"| {mode} |")).split("|")]
         assert [float(c) for c in cells[2:5]] == [
             round(test[k], 4) for k in ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
@@ -142,13 +158,21 @@ def test_the_report_quotes_the_metrics_files(repo):
     for r in curve:
         k = int(r["images_per_class"])
         for mode in ("feature_extract", "finetune"):
-            source = repo / "metrics" / (mode if k == 8 else f"curve/k{k}/{mode}") / "test.json"
+            source = (run_folder(repo, mode) if k == 8 else repo / "metrics" / f"curve/k{k}/{mode}") / "test.json"
             expected = round(json.loads(source.read_text())["mean_per_class_accuracy"], 4)
             assert float(r[mode]) == expected
         table_row = next(line for line in report if line.startswith(f"| {k} |")).split("|")
         assert [float(c) for c in table_row[2:4]] == [float(r["feature_extract"]), float(r["finetune"])]
-    # the committed seeds' table belongs to other params: the report compares no modes rather than word one split
-    assert any(line.startswith("No spread over split seeds is recorded for these params") for line in report)
+    # the seeds stage's table, computed from both seeds' runs
+    seeds = json.loads((repo / "metrics" / "seeds.json").read_text())
+    assert seeds["seeds"] == [0, 1]
+    for mode in STUDY:
+        values = [
+            json.loads((run_folder(repo, mode, seed) / "test.json").read_text())["top1_accuracy"] for seed in SEEDS
+        ]
+        assert seeds[mode]["top1_accuracy"]["mean"] == pytest.approx(sum(values) / 2)
+        cell = f"{seeds[mode]['top1_accuracy']['mean']:.4f} ± {seeds[mode]['top1_accuracy']['std']:.4f}"
+        assert any(line.startswith(f"| {mode} | {cell} [") for line in report), cell
     for line in report:  # every embedded figure exists
         if line.startswith("!["):
             assert (repo / line.split("](")[1].rstrip(")")).is_file(), line
@@ -170,15 +194,22 @@ def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
     # loader processes change no result: only the report, which lists whole sections to describe the recipes
     assert stale_stages(repo, "train.workers", 1) == {"report"}
     assert stale_stages(repo, "evaluate.workers", 1) == {"report"}
-    assert stale_stages(repo, "evaluate.batch_size", 8) == {
-        *(f"evaluate@{m}" for m in ("finetune", "scratch", "feature_extract")),
-        *CURVE,
+    assert stale_stages(repo, "evaluate.batch_size", 8) == {"features", *EVALUATE, "evaluate_scratch", *CURVE, "report"}
+    # and, through their outputs, all after them
+    assert stale_stages(repo, "split.train_per_class", 11) == {*per_seed("split"), "report"}
+    assert stale_stages(repo, "cache.image_size", 48) == {"cache", "report"}
+    # a finetune param: not the scratch and feature_extract stages, nor plot (its metrics are not there yet)
+    assert stale_stages(repo, "train.finetune_lr", 0.5) == {*per_seed("train_finetune"), *CURVE, "report"}
+    # one more seed: its own stages, the spread over seeds and the report; no stage of the seeds already run
+    assert stale_stages(repo, "study.seeds", [0, 1, 2]) == {
+        "split@2",
+        "train_feature_extract@2",
+        "train_finetune@2",
+        "evaluate@2-feature_extract",
+        "evaluate@2-finetune",
+        "seeds",
         "report",
     }
-    assert stale_stages(repo, "split.seed", 5) == {"split", "report"}  # and, through data/split, all after it
-    assert stale_stages(repo, "cache.image_size", 48) == {"split", "report"}
-    # a finetune param: not the scratch and feature_extract stages, nor plot (its metrics are not there yet)
-    assert stale_stages(repo, "train.finetune_lr", 0.5) == {"train_finetune", *CURVE, "report"}
 
 
 def test_the_archive_and_the_weights_elsewhere_rerun_only_the_stages_that_fetch_them(repo, tmp_path):
@@ -201,9 +232,9 @@ def test_the_archive_and_the_weights_elsewhere_rerun_only_the_stages_that_fetch_
 def test_metrics_and_plots_are_declared(repo):
     shown = json.loads(dvc(repo, "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
-    for mode in ("finetune", "scratch", "feature_extract"):
-        assert "mean_per_class_accuracy" in files[f"metrics/{mode}/test.json"]["data"]
-        assert "best_val_accuracy" in files[f"metrics/{mode}/train/metrics.json"]["data"]
+    assert "mean_per_class_accuracy" in files["metrics/scratch/test.json"]["data"]
+    assert "best_val_accuracy" in files["metrics/scratch/train/metrics.json"]["data"]
+    assert {"finetune", "feature_extract", "difference"} <= set(files["metrics/seeds.json"]["data"])
     plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)
     names = set(plots.get("data", plots))
     for expected in ("Validation accuracy", "plots/curves.png", "plots/confusion_finetune.png", "plots/embedding.png"):
@@ -220,17 +251,18 @@ def test_metrics_and_plots_are_declared(repo):
 
 def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     result = dvc(repo, "exp", "run", "-S", "train.finetune_lr=1e-5")
-    assert ran(result.stdout) == {"train_finetune", "evaluate@finetune", "plot", *CURVE, "report"}
-    for skipped in ("train_scratch", "train_feature_extract", "evaluate@scratch", "evaluate@feature_extract"):
+    finetune_evaluations = {f"evaluate@{seed}-finetune" for seed in SEEDS}
+    assert ran(result.stdout) == {*per_seed("train_finetune"), *finetune_evaluations, "seeds", "plot", *CURVE, "report"}
+    for skipped in ("train_scratch", "train_feature_extract@0", "evaluate_scratch", "evaluate@1-feature_extract"):
         assert f"Stage '{skipped}' didn't change, skipping" in result.stdout
-    ckpt = torch.load(repo / "models" / "finetune.pt", weights_only=True)
+    ckpt = torch.load(repo / "models" / "seeds" / "0" / "finetune.pt", weights_only=True)
     assert type(ckpt["params"]["train"]["finetune_lr"]) is float and ckpt["params"]["train"]["finetune_lr"] == 1e-5
-    history = (repo / "metrics" / "finetune" / "history.tsv").read_text().splitlines()
+    history = (run_folder(repo, "finetune") / "history.tsv").read_text().splitlines()
     lr_column = history[0].split("\t").index("lr_backbone")
     assert {float(row.split("\t")[lr_column]) for row in history[1:]} == {1e-5}
 
     diff = json.loads(dvc(repo, "metrics", "diff", "--all", "--json").stdout)
-    assert "metrics/finetune/train/metrics.json" in diff  # its values may tie: the tiny network is near chance
+    assert "metrics/seeds.json" in diff  # its values may tie: the tiny network is near chance
     changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
     assert not {p for p in changed if "scratch" in p or "feature_extract" in p}
 
@@ -243,13 +275,13 @@ def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     assert shown.returncode == 0, shown.stderr
     (params, metrics), *others = json.loads(shown.stdout)
     assert params == read_yaml(repo / "params.yaml") and params["train"]["finetune_lr"] == 1e-5
-    assert metrics["metrics/finetune/test.json"] == json.loads(
-        (repo / "metrics" / "finetune" / "test.json").read_text()
-    )
+    assert metrics["metrics/scratch/test.json"] == json.loads((repo / "metrics" / "scratch" / "test.json").read_text())
     assert {run[0]["train"]["finetune_lr"] for run in others} >= {1e-5}  # the experiment itself
 
     columns = dvc(repo, "exp", "show", "--only-changed", "--csv").stdout.splitlines()[0].split(",")
-    assert "train.finetune_lr" in columns and len(columns) <= 20, columns
+    # the changed params and the spread's changed numbers (2 metrics x mean, std and interval, for fine-tuning and
+    # the difference); no column per seed
+    assert "train.finetune_lr" in columns and len(columns) <= 30, columns
 
 
 def still_feature_extract(repo, epochs):
@@ -285,19 +317,20 @@ def test_a_stage_interrupted_under_dvc_repro_keeps_its_best_epoch(repo):
     """SIGTERM to `dvc repro` and its stage after the best epoch; DVC deletes the outputs before the rerun, and
     the rerun still ends with the best epoch's checkpoint and the whole history."""
     original = still_feature_extract(repo, 60)
-    resume_file = repo / "models" / "feature_extract.resume.pt"
+    models = repo / "models" / "seeds" / "0"
+    resume_file = models / "feature_extract.resume.pt"
     try:
-        proc = repro_until(repo, resume_file, "train_feature_extract", epochs=3)
+        proc = repro_until(repo, resume_file, "train_feature_extract@0", epochs=3)
         os.killpg(proc.pid, signal.SIGTERM)  # as a container stop or a scheduler does
         proc.communicate(timeout=120)
-        assert proc.returncode != 0 and not (repo / "models" / "feature_extract.pt").exists()
+        assert proc.returncode != 0 and not (models / "feature_extract.pt").exists()
         interrupted_after = torch.load(resume_file, weights_only=True)["state"]["epoch"]
         assert 3 <= interrupted_after < 60
 
-        rerun = dvc(repo, "repro", "train_feature_extract")
+        rerun = dvc(repo, "repro", "train_feature_extract@0")
         assert f"resuming after epoch {interrupted_after}" in rerun.stdout
-        assert torch.load(repo / "models" / "feature_extract.pt", weights_only=True)["best_epoch"] == 1
-        history = (repo / "metrics" / "feature_extract" / "history.tsv").read_text().splitlines()
+        assert torch.load(models / "feature_extract.pt", weights_only=True)["best_epoch"] == 1
+        history = (run_folder(repo, "feature_extract") / "history.tsv").read_text().splitlines()
         assert [int(line.split("\t")[0]) for line in history[1:]] == list(range(1, 61))
     finally:
         (repo / "params.yaml").write_text(original)
@@ -311,19 +344,19 @@ def test_with_loader_processes_an_interrupted_stage_rerun_under_dvc_repro_is_the
     set_dotted(params, "train.workers", 2)  # rerunning nothing (test_a_param_invalidates_exactly_...)
     set_dotted(params, "train.finetune.epochs", 20)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    resume_file = repo / "models" / "finetune.resume.pt"
+    resume_file = repo / "models" / "seeds" / "0" / "finetune.resume.pt"
     try:
-        dvc(repo, "repro", "train_finetune")
-        uninterrupted = torch.load(repo / "models" / "finetune.pt", weights_only=True)["state_dict"]
-        proc = repro_until(repo, resume_file, "-f", "-s", "train_finetune")
+        dvc(repo, "repro", "train_finetune@0")
+        uninterrupted = torch.load(repo / "models" / "seeds" / "0" / "finetune.pt", weights_only=True)["state_dict"]
+        proc = repro_until(repo, resume_file, "-f", "-s", "train_finetune@0")
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=120)
         interrupted_after = torch.load(resume_file, weights_only=True)["state"]["epoch"]
         assert proc.returncode != 0 and 1 <= interrupted_after < 20
 
-        rerun = dvc(repo, "repro", "train_finetune")
+        rerun = dvc(repo, "repro", "train_finetune@0")
         assert f"resuming after epoch {interrupted_after}" in rerun.stdout
-        resumed = torch.load(repo / "models" / "finetune.pt", weights_only=True)["state_dict"]
+        resumed = torch.load(repo / "models" / "seeds" / "0" / "finetune.pt", weights_only=True)["state_dict"]
         assert resumed.keys() == uninterrupted.keys()
         for key, value in uninterrupted.items():
             assert torch.equal(resumed[key], value), key
@@ -340,9 +373,9 @@ def test_a_stage_ends_with_the_dvc_repro_that_started_it(repo, shell):
     if not Path(shell).exists():
         pytest.skip(f"no {shell}")
     original = still_feature_extract(repo, 5000)  # far longer than the wait below
-    resume_file = repo / "models" / "feature_extract.resume.pt"
+    resume_file = repo / "models" / "seeds" / "0" / "feature_extract.resume.pt"
     try:
-        proc = repro_until(repo, resume_file, "train_feature_extract", shell=shell)
+        proc = repro_until(repo, resume_file, "train_feature_extract@0", shell=shell)
         stage = [
             p for p in psutil.Process(proc.pid).children(recursive=True) if "caltech_transfer" in " ".join(p.cmdline())
         ]
@@ -353,7 +386,7 @@ def test_a_stage_ends_with_the_dvc_repro_that_started_it(repo, shell):
         for process in alive:
             process.kill()
         assert alive == [], "the stage went on after dvc repro ended"
-        assert not (repo / "models" / "feature_extract.pt").exists()
+        assert not (repo / "models" / "seeds" / "0" / "feature_extract.pt").exists()
     finally:
         (repo / "params.yaml").write_text(original)
         resume_file.unlink(missing_ok=True)  # this run's epochs, which the next case would resume
@@ -427,16 +460,16 @@ def test_a_queue_of_two_experiments_runs_in_parallel(repo):
     names = [line.split()[1] for line in status.splitlines() if "Success" in line][:2]
     for name in names:
         log = dvc(repo, "queue", "logs", name).stdout
-        assert "Running stage 'train_finetune'" in log
-        assert not any(f"Running stage '{stage}'" in log for stage in ("download", "split")), log
+        assert "Running stage 'train_finetune@0'" in log
+        assert not any(f"Running stage '{stage}'" in log for stage in ("download", "cache", "split@0")), log
     table = json.loads(dvc(repo, "exp", "show", "--json").stdout)
     runs = [exp for commit in table for exp in (commit.get("experiments") or [])]
     found = {}
     for exp in runs:
         data = exp["revs"][0]["data"]
         lr = data["params"]["params.yaml"]["data"]["train"]["finetune_lr"]
-        metrics = data["metrics"]["metrics/finetune/test.json"]["data"]
-        found[lr] = metrics["mean_per_class_accuracy"]
+        metrics = data["metrics"]["metrics/seeds.json"]["data"]
+        found[lr] = metrics["finetune"]["mean_per_class_accuracy"]["mean"]
     assert {1e-3, 3e-4} <= set(found), found
 
 
@@ -451,7 +484,9 @@ def test_push_clone_pull_and_nothing_to_run(repo, tmp_path):
     clone = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
     dvc(clone, "pull")
-    assert (clone / "models" / "finetune.pt").exists() and (clone / "data" / "split" / "cache" / "train.npy").exists()
+    assert (clone / "models" / "seeds" / "0" / "finetune.pt").exists() and (
+        clone / "data" / "cache" / "pixels.npy"
+    ).exists()
     status = dvc(clone, "status")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
 

@@ -10,7 +10,13 @@ from PIL import Image
 from caltech_transfer.core.errors import UserError
 from caltech_transfer.evaluation.evaluate import evaluate
 from caltech_transfer.results.plots import curves, make_all
-from conftest import RUNTIME, stage_params
+from conftest import RUNTIME, scoring_paths, stage_params
+
+MODES = ("finetune", "scratch", "feature_extract")
+
+
+def runs(metrics):
+    return {m: metrics / m for m in MODES}
 
 
 def test_every_png_draws_its_data(small_dataset, trained, tmp_path):
@@ -18,14 +24,14 @@ def test_every_png_draws_its_data(small_dataset, trained, tmp_path):
     evaluate(
         trained / "models" / "finetune.pt",
         "finetune",
-        small_dataset / "split",
-        small_dataset / "cache",
-        trained / "metrics" / "finetune",
+        scoring_paths(small_dataset, trained / "metrics" / "finetune"),
         RUNTIME,
         batch_size=8,
     )
     params = stage_params("plot")["plot"]
-    written = make_all(trained / "metrics", small_dataset / "split", small_dataset / "cache", tmp_path / "a", params)
+    written = make_all(
+        runs(trained / "metrics"), small_dataset / "split", small_dataset / "cache", tmp_path / "a", params
+    )
     assert {p.name for p in written} == {
         "curves.png",
         "comparison.png",
@@ -37,7 +43,7 @@ def test_every_png_draws_its_data(small_dataset, trained, tmp_path):
     other = tmp_path / "metrics"
     shutil.copytree(trained / "metrics", other)
     _perturb(other / "finetune")
-    again = make_all(other, small_dataset / "split", small_dataset / "cache", tmp_path / "b", params)
+    again = make_all(runs(other), small_dataset / "split", small_dataset / "cache", tmp_path / "b", params)
     for first, second in zip(written, again):
         a, b = (np.asarray(Image.open(p).convert("L"), dtype=float) for p in (first, second))
         assert a.shape[0] > 200 and a.shape[1] > 200, first
@@ -73,10 +79,8 @@ def test_plots_without_a_modes_predictions_say_how_to_get_them(tmp_path):
     (tmp_path / "split" / "classes.txt").write_text("a\nb\n")
     (tmp_path / "metrics" / "scratch").mkdir(parents=True)
     (tmp_path / "metrics" / "scratch" / "test.json").write_text("{}")  # in Git; predictions.csv was not pulled
-    with pytest.raises(
-        UserError, match="scratch/predictions.csv not found: dvc pull it, or run dvc repro evaluate@scratch"
-    ):
-        make_all(tmp_path / "metrics", tmp_path / "split", tmp_path / "cache", tmp_path / "plots", {})
+    with pytest.raises(UserError, match="scratch/predictions.csv not found: dvc pull it, or run dvc repro"):
+        make_all(runs(tmp_path / "metrics"), tmp_path / "split", tmp_path / "cache", tmp_path / "plots", {})
 
 
 def test_training_curves_draw_each_series(tmp_path):

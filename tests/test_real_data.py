@@ -25,32 +25,32 @@ pytestmark = [
 def real(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     categories = download.run(str(ZIP), ZIP_MD5, TAR_MD5, root / "raw", root / "downloads")
+    build_cache(categories, root / "cache", 256, "pad", workers=2)
     return root, categories
 
 
+def test_the_cache_holds_every_image_and_skips_only_the_non_image(real):
+    root, _ = real
+    assert json.loads((root / "cache" / "meta.json").read_text())["images"] == 8677 + 467
+    assert (
+        root / "cache" / "skipped.csv"
+    ).read_text() == "path,reason\nBACKGROUND_Google/tmp,not an image file (no image suffix)\n"
+
+
 def test_standard_split_counts_on_the_real_data(real):
-    root, categories = real
-    summary = split.run(categories, root / "split", stage_params("split")["split"], workers=2)
+    root, _ = real
+    summary = split.run(root / "cache", root / "split", stage_params("split")["split"], 0)
     assert (summary["classes"], summary["train"], summary["val"], summary["test"]) == (101, 2525, 505, 5647)
-    assert summary["skipped"] == 0
     assert json.loads((root / "split" / "summary.json").read_text())["test"] == 5647
-
-
-def test_background_included_reports_the_non_image(real):
-    root, categories = real
     params = {**stage_params("split")["split"], "include_background": True}
-    summary = split.run(categories, root / "split_bg", params, workers=2)
-    assert summary["classes"] == 102
-    assert summary["skipped_files"] == ["BACKGROUND_Google/tmp"]
-    assert "BACKGROUND_Google/tmp,not an image file" in (root / "split_bg" / "skipped.csv").read_text()
+    assert split.run(root / "cache", root / "split_bg", params, 0)["classes"] == 102
 
 
 @pytest.mark.skipif(not WEIGHTS.exists(), reason="../shared/weights is not here")
 def test_feature_extract_with_pretrained_weights_is_accurate(real, tmp_path):
-    root, categories = real
+    root, _ = real
     if not (root / "split" / "train.csv").exists():
-        split.run(categories, root / "split", stage_params("split")["split"], workers=2)
-    build_cache(categories, root / "split", root / "cache", 256, "pad", workers=2)
+        split.run(root / "cache", root / "split", stage_params("split")["split"], 0)
     params = stage_params(
         "train_feature_extract",
         **{
@@ -63,7 +63,7 @@ def test_feature_extract_with_pretrained_weights_is_accurate(real, tmp_path):
             "train.feature_extract.batch_size": 64,
         },
     )
-    paths = data_paths(root, tmp_path, "feature_extract", "timm/tf_efficientnet_lite0", str(WEIGHTS))
+    paths = data_paths(root, tmp_path, "feature_extract", params, str(WEIGHTS))
     summary = engine.train("feature_extract", params, paths)
     # 101 classes, chance is 1%; a linear head on these ImageNet features reaches about 92-94%
     assert summary["best_val_accuracy"] >= 0.9

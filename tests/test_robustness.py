@@ -17,14 +17,12 @@ import yaml
 
 from caltech_transfer.core.cli import cli
 from caltech_transfer.core.errors import UserError
-from caltech_transfer.core.layout import CACHE, RAW, SPLIT
 from caltech_transfer.data import download
-from caltech_transfer.data.cache import build_cache
 from caltech_transfer.evaluation.evaluate import evaluate
 from caltech_transfer.evaluation.predict import main as predict_main
 from caltech_transfer.model.checkpoints import write_pretrained
 from caltech_transfer.train import engine
-from conftest import PROJECT, RUNTIME, data_paths, make_tree, stage_params
+from conftest import PROJECT, RUNTIME, data_paths, make_tree, scoring_paths, stage_params, write_inputs
 
 
 def one_line_exit(capsys, fn, *args, code=2):
@@ -40,11 +38,8 @@ def one_line_exit(capsys, fn, *args, code=2):
 @pytest.fixture(scope="module")
 def good_checkpoint(small_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("good")
-    engine.train(
-        "feature_extract",
-        stage_params("train_feature_extract", **{"train.feature_extract.epochs": 1}),
-        data_paths(small_dataset, out, "feature_extract"),
-    )
+    params = stage_params("train_feature_extract", **{"train.feature_extract.epochs": 1})
+    engine.train("feature_extract", params, data_paths(small_dataset, out, "feature_extract", params))
     return out / "feature_extract.pt"
 
 
@@ -88,9 +83,7 @@ def test_bad_checkpoints_are_one_line_errors_in_predict_and_evaluate(good_checkp
             evaluate_stage,
             path,
             "feature_extract",
-            small_dataset / "split",
-            small_dataset / "cache",
-            tmp_path / "metrics",
+            scoring_paths(small_dataset, tmp_path / "metrics", good_checkpoint.parent / "features"),
             RUNTIME,
         )
         assert message in err, (name, err)
@@ -99,8 +92,8 @@ def test_bad_checkpoints_are_one_line_errors_in_predict_and_evaluate(good_checkp
 
 
 def test_a_corrupt_resume_state_is_set_aside_and_the_next_run_starts_afresh(small_dataset, tmp_path):
-    paths = data_paths(small_dataset, tmp_path, "scratch")
     params = stage_params("train_scratch", **{"train.scratch.epochs": 1, "train.scratch.batch_size": 8})
+    paths = data_paths(small_dataset, tmp_path, "scratch", params)
     resume_file = tmp_path / "scratch.resume.pt"
     resume_file.write_bytes(b"garbage")
     with pytest.raises(UserError, match="cannot resume from .*scratch.resume.pt.*moved to .*damaged"):
@@ -132,12 +125,12 @@ def test_retries_are_counted_right_and_an_unknown_host_fails_at_once(http_server
 
 
 def test_an_empty_class_folder_is_named(tmp_path):
-    from caltech_transfer.data import split
+    from caltech_transfer.data import scan
 
     cats = make_tree(tmp_path / "raw", per_class=(12, 12), background=0, extras=False)
     (cats / "class_empty").mkdir()
     with pytest.raises(UserError, match="class folder .*class_empty has no readable image.*remove it"):
-        split.scan(cats, workers=1)
+        scan.scan(cats, workers=1)
 
 
 def spawn(args, cwd):
@@ -157,8 +150,8 @@ def wait_for(condition, seconds=120):
 @pytest.fixture
 def stage_dir(small_dataset, tmp_path):
     """A working folder laid out like the project, with the data stages done."""
-    shutil.copytree(small_dataset / "split", tmp_path / "data" / "split")
-    shutil.copytree(small_dataset / "cache", tmp_path / "data" / "split" / "cache")
+    shutil.copytree(small_dataset / "split", tmp_path / "data" / "split" / "0")
+    shutil.copytree(small_dataset / "cache", tmp_path / "data" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", tmp_path)
     text = (PROJECT / "tests" / "params.yaml").read_text()
     shorter = text.replace(
@@ -178,7 +171,7 @@ def test_sigterm_during_training_stops_cleanly_and_the_rerun_finishes(stage_dir)
     for name, content in previous.items():
         (stage_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (stage_dir / name).write_bytes(content)
-    proc = spawn(["-m", "caltech_transfer.train", "scratch"], stage_dir)
+    proc = spawn(["-m", "caltech_transfer.train", "scratch", "0"], stage_dir)
     wait_for(lambda: (stage_dir / "models" / "scratch.resume.pt").exists())
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
@@ -192,7 +185,7 @@ def test_sigterm_during_training_stops_cleanly_and_the_rerun_finishes(stage_dir)
     for name in previous:  # what DVC does before it reruns a stage
         (stage_dir / name).unlink()
     rerun = subprocess.run(
-        [sys.executable, "-m", "caltech_transfer.train", "scratch"], cwd=stage_dir, capture_output=True, text=True
+        [sys.executable, "-m", "caltech_transfer.train", "scratch", "0"], cwd=stage_dir, capture_output=True, text=True
     )
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming after epoch" in rerun.stdout
@@ -211,7 +204,6 @@ def test_sigterm_during_extraction_leaves_no_temporary_folder(caltech_tree, tmp_
     script = f"""
 import time
 from caltech_transfer.data import download
-from caltech_transfer.data.cache import build_cache
 from caltech_transfer.core.cli import cli
 real_copy = download.copy_folder
 def slow_copy(source, dest):
@@ -236,7 +228,7 @@ def test_a_stage_with_worker_processes_still_ends(caltech_tree, tmp_path):
     script = f"""
 from pathlib import Path
 from caltech_transfer.core.cli import cli
-from caltech_transfer.data.split import check_image, parallel_map
+from caltech_transfer.data.scan import check_image, parallel_map
 files = sorted(Path({str(caltech_tree)!r}).rglob("*.jpg")) * 4
 cli(lambda: print(len(list(parallel_map(check_image, files, 2, desc="check")))))()
 """
@@ -310,28 +302,30 @@ def test_split_ratios_that_leave_a_split_empty_are_refused_before_any_manifest(t
             "ratios: [0.8, 0.1, 0.1]", "ratios: [0.95, 0.05, 0.0]"
         )
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "caltech_transfer.data", "split"], cwd=tmp_path, capture_output=True, text=True
-    )
+    assert run_stage(tmp_path, "data.cache").returncode == 0
+    result = run_stage(tmp_path, "data.split", "0")
     assert "split.ratios [0.95, 0.05, 0.0] give class class_00 (12 images) no test image" in refused(result)
     assert not (tmp_path / "data" / "split").exists()
 
 
-def project_dir(root, small_dataset, **overrides):
+def project_dir(root, small_dataset, features=True, **overrides):
     """A folder laid out like the project with the small dataset's raw images, split and cache, and the tests'
     params with dotted-key overrides."""
     from caltech_transfer.core.params import read_yaml, set_dotted
 
     shutil.copytree(small_dataset / "raw", root / "data" / "raw")
-    shutil.copytree(small_dataset / "split", root / "data" / "split")
-    shutil.copytree(small_dataset / "cache", root / "data" / "split" / "cache")
+    shutil.copytree(small_dataset / "split", root / "data" / "split" / "0")
+    shutil.copytree(small_dataset / "cache", root / "data" / "cache")
     shutil.copy(PROJECT / "dvc.yaml", root)
     params = read_yaml(PROJECT / "tests" / "params.yaml")
     for dotted, value in overrides.items():
         set_dotted(params, dotted, value)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # the `pretrained` stage's output for the tests' own params (random weights): a test of that stage runs it
-    write_pretrained(params["model"]["arch"], "none", root / "data" / "pretrained.pt")
+    # the `pretrained` and `features` stages' outputs for the tests' own params (random weights)
+    if features:
+        write_inputs(root / "data" / "cache", root / "data", params)
+    else:
+        write_pretrained(params["model"]["arch"], "none", root / "data" / "pretrained.pt")
     return root
 
 
@@ -346,57 +340,41 @@ def snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def cache_again(root, monkeypatch):
-    """Decode the manifests' images again, in `root`, as the split stage does after writing them: its error."""
-    monkeypatch.chdir(root)
-    with pytest.raises(UserError) as refusal:
-        build_cache(RAW, SPLIT, CACHE, 40, "pad", workers=1)
-    return f"error: {refusal.value}"
-
-
-@pytest.mark.parametrize("row", ["/etc/passwd", "../../../../etc/hostname", "class_00/../../split/train.csv"])
-def test_the_cache_reads_nothing_outside_data_raw(small_dataset, tmp_path, row, monkeypatch):
+@pytest.mark.parametrize(
+    "row",
+    ["/etc/passwd,class_00,0,3", "../../../../etc/hostname,class_00,0,3", "class_00/image_0001.jpg,class_00,0,-1"],
+)
+def test_a_manifest_reads_nothing_but_the_cache(small_dataset, tmp_path, row):
+    """A hand-edited or hostile manifest names cached images only, each by its row in the cache and its path,
+    and both must agree: no stage decodes or reads any file a manifest names."""
     root = project_dir(tmp_path, small_dataset)
-    manifest = root / "data" / "split" / "val.csv"
+    manifest = root / "data" / "split" / "0" / "val.csv"
     lines = manifest.read_text().splitlines()
-    lines[3] = f"{row},class_00,0"
+    lines[3] = row
     manifest.write_text("\n".join(lines) + "\n")
-    before = snapshot(root / CACHE)
-    assert cache_again(root, monkeypatch) == (
-        f"error: data/split/val.csv line 4: {row} is outside data/raw/101_ObjectCategories; the manifests are the "
-        "split stage's: rerun it (dvc repro -f split)"
+    assert refused(run_stage(root, "train", "feature_extract", "0")) == (
+        "error: data/split/0/val.csv names other images than data/cache/index.csv (the cache changed since the split "
+        "was made): rerun the split stage (dvc repro split)"
     )
-    assert snapshot(root / CACHE) == before
-
-
-def test_the_cache_names_a_manifest_row_whose_image_is_gone(small_dataset, tmp_path, monkeypatch):
-    root = project_dir(tmp_path, small_dataset)
-    gone = (root / "data" / "split" / "test.csv").read_text().splitlines()[1].split(",")[0]
-    (root / RAW / gone).unlink()
-    before = snapshot(root / CACHE)
-    message = cache_again(root, monkeypatch)
-    assert f"data/split/test.csv line 2: {gone} is not in data/raw/101_ObjectCategories any more" in message
-    assert snapshot(root / CACHE) == before
+    assert not (root / "models").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "other shape"])
 def test_a_damaged_cache_stops_training_with_the_stage_to_rerun(small_dataset, tmp_path, damage):
     root = project_dir(tmp_path, small_dataset)
-    cache = root / "data" / "split" / "cache" / "train.npy"
+    cache = root / "data" / "cache" / "pixels.npy"
     if damage == "truncated":
         cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
     else:
-        np.save(cache, np.zeros((36, 20, 20, 3), np.uint8))  # as many images, at another size than meta.json's
-    message = refused(run_stage(root, "train", "feature_extract"))
-    assert message.startswith("error: data/split/cache/train.npy ") and message.endswith(
-        "rebuild it (dvc repro -f split)"
-    )
+        np.save(cache, np.zeros((54, 20, 20, 3), np.uint8))  # as many images, at another size than meta.json's
+    message = refused(run_stage(root, "train", "feature_extract", "0"))
+    assert message.startswith("error: data/cache/pixels.npy ") and message.endswith("rebuild it (dvc repro -f cache)")
     assert not (root / "models").exists() and not (root / "metrics").exists()
 
 
 def test_an_input_size_too_small_for_the_architecture_is_refused_before_training(small_dataset, tmp_path):
-    root = project_dir(tmp_path, small_dataset, **{"model.arch": "alexnet", "model.input_size": 16})
-    message = refused(run_stage(root, "train", "scratch"))
+    root = project_dir(tmp_path, small_dataset, features=False, **{"model.arch": "alexnet", "model.input_size": 16})
+    message = refused(run_stage(root, "train", "scratch", "0"))
     assert message.startswith(
         "error: 16 px (model.input_size, or train.scratch.input_size for scratch) is too small for alexnet: "
     )
@@ -421,21 +399,24 @@ def test_weights_of_the_same_names_but_other_shapes_are_refused(small_dataset, t
 
 def test_a_learning_curve_point_of_no_images_is_refused(small_dataset, tmp_path):
     root = project_dir(tmp_path, small_dataset, **{"curve.shots": [0, 2]})
-    assert refused(run_stage(root, "evaluation.curve", "0")).startswith(
+    assert refused(run_stage(root, "evaluation.curve", "0", "0")).startswith(
         "error: curve.shots: 0 images per class is not between 1 and 7, below the training pool of 8"
     )
     assert not (root / "models").exists()
-    assert "curve.shots = 0 is not valid: expected a whole number >= 1" in refused(run_stage(root, "results", "report"))
+    message = refused(run_stage(root, "results", "report", "0"))
+    assert "curve.shots = 0 is not valid: expected a whole number >= 1" in message
 
 
 def test_evaluate_refuses_a_diverged_model_before_writing_any_metric(good_checkpoint, small_dataset, tmp_path):
     root = project_dir(tmp_path, small_dataset)
     ckpt = torch.load(good_checkpoint, weights_only=True)
     ckpt["state_dict"]["head.weight"][0, 0] = float("inf")  # as a diverged run leaves it
-    (root / "models").mkdir()
-    torch.save(ckpt, root / "models" / "feature_extract.pt")
-    message = refused(run_stage(root, "evaluation", "feature_extract"))
-    assert message.startswith("error: models/feature_extract.pt gives non-finite outputs (NaN or infinity) for ")
+    (root / "models" / "seeds" / "0").mkdir(parents=True)
+    torch.save(ckpt, root / "models" / "seeds" / "0" / "feature_extract.pt")
+    message = refused(run_stage(root, "evaluation", "feature_extract", "0"))
+    assert message.startswith(
+        "error: models/seeds/0/feature_extract.pt gives non-finite outputs (NaN or infinity) for "
+    )
     assert message.endswith(
         "retrain it with a lower learning rate (train.feature_extract_lr) or train.feature_extract.grad_clip"
     )

@@ -18,7 +18,7 @@ LAYERS = ("core", "data", "batches", "model", "train", "evaluation", "results") 
 # Modules a stage runs that its deps may leave out, because they hold no code (checked below): the package's
 # docstring and the layers' empty __init__ files.
 NOT_DEPS = [p.relative_to(ROOT).as_posix() for p in sorted(PACKAGE.glob("**/__init__.py"))]
-TORCH_FREE_STAGES = ("download", "split", "plot", "report")
+TORCH_FREE_STAGES = ("download", "cache", "split", "plot", "report")
 
 
 def module_file(name):

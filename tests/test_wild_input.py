@@ -57,7 +57,7 @@ def test_a_macs_twin_tree_is_left_out_and_the_real_images_taken(tree, tmp_path):
     junk = b"\x00\x05\x16\x07 AppleDouble resource fork"
     twins = [(f"__MACOSX/caltech/101_ObjectCategories/class_0{i}/._image_0001.jpg", junk) for i in (0, 1)]
     root = download_project(tmp_path, zip_of(tree, tmp_path / "mac.zip", twins))
-    assert run_stage(root, "data", "download").returncode == 0
+    assert run_stage(root, "data.download").returncode == 0
     taken = images_in(root)
     assert len(taken) == 6 and not [name for name in taken if "._" in name or "__MACOSX" in name]
     assert all((root / name).read_bytes()[:2] == b"\xff\xd8" for name in taken)  # JPEGs, not forks
@@ -67,7 +67,7 @@ def test_a_link_in_a_zip_is_left_out_and_named(tree, tmp_path):
     link = zipfile.ZipInfo("caltech/101_ObjectCategories/class_00/image_0099.jpg")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     root = download_project(tmp_path, zip_of(tree, tmp_path / "links.zip", [(link, "/etc/passwd")]))
-    result = run_stage(root, "data", "download")
+    result = run_stage(root, "data.download")
     assert result.returncode == 0, result.stderr
     assert "skipped caltech/101_ObjectCategories/class_00/image_0099.jpg: a symbolic link" in result.stdout
     assert len(images_in(root)) == 6
@@ -114,7 +114,7 @@ def test_archives_python_cannot_or_should_not_extract_are_refused_before_writing
         zip_of(tree, archive, [("caltech/101_ObjectCategories/class_00/image_0500.jpg", bytes(300_000_000))])
     root = download_project(tmp_path, archive)
     before = snapshot(root / "data")
-    assert message in refused(run_stage(root, "data", "download"))
+    assert message in refused(run_stage(root, "data.download"))
     assert snapshot(root / "data") == before
 
 
@@ -123,7 +123,7 @@ def test_a_pipe_in_a_folder_source_is_left_out_and_named(tree, tmp_path):
     os.mkfifo(source / "class_00" / "image_0200.jpg")  # a copy would wait on it for ever
     (tmp_path / "project").mkdir()
     root = download_project(tmp_path / "project", source.parent)
-    result = run_stage(root, "data", "download")
+    result = run_stage(root, "data.download")
     assert result.returncode == 0, result.stderr
     assert "image_0200.jpg: not a file or folder (a pipe, socket or device)" in result.stdout
     assert len(images_in(root)) == 6
@@ -154,10 +154,10 @@ def test_names_the_manifests_cannot_carry_are_refused_with_every_manifest_unchan
         shutil.copytree(raw / "class_00", raw / name)
     else:
         synthetic_image(0, np.random.default_rng(0)).save(raw / "class_00" / f"{name}.jpg", "JPEG")
-    before = snapshot(root / "data" / "split")
-    message = refused(run_stage(root, "data", "split"))
+    before = snapshot(root / "data" / "cache")
+    message = refused(run_stage(root, "data.cache"))
     assert shown in message and "rename it" in message
-    assert snapshot(root / "data" / "split") == before
+    assert snapshot(root / "data" / "cache") == before
 
 
 # --- values and files of the right kind but the wrong shape ---
@@ -167,31 +167,31 @@ def test_names_the_manifests_cannot_carry_are_refused_with_every_manifest_unchan
 def test_params_that_are_valid_yaml_but_not_sections_are_one_line(small_dataset, tmp_path, text):
     root = project_dir(tmp_path, small_dataset)
     (root / "params.yaml").write_text(text)
-    assert "params.yaml is not sections of keys" in refused(run_stage(root, "train", "scratch"))
+    assert "params.yaml is not sections of keys" in refused(run_stage(root, "train", "scratch", "0"))
 
 
 def test_a_last_batch_of_one_image_is_left_out_of_its_epoch(small_dataset, tmp_path):
     """24 training images in batches of 23: batch norm cannot train on the one left, so the epoch leaves it out."""
     root = project_dir(tmp_path, small_dataset, **{"train.scratch.epochs": 2, "train.scratch.batch_size": 23})
-    result = run_stage(root, "train", "scratch")
+    result = run_stage(root, "train", "scratch", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (root / "models" / "scratch.pt").exists()
 
 
 def test_a_checkpoint_of_another_mode_is_refused_by_the_stage(small_dataset, tmp_path):
     root = project_dir(tmp_path, small_dataset, **{"train.feature_extract.epochs": 1})
-    assert run_stage(root, "train", "feature_extract").returncode == 0
-    shutil.copy(root / "models" / "feature_extract.pt", root / "models" / "finetune.pt")
-    message = refused(run_stage(root, "evaluation", "finetune"))
-    assert message.startswith("error: models/finetune.pt holds a feature_extract model, not finetune")
-    assert not (root / "metrics" / "finetune").exists()
+    models = root / "models" / "seeds" / "0"
+    assert run_stage(root, "train", "feature_extract", "0").returncode == 0
+    shutil.copy(models / "feature_extract.pt", models / "finetune.pt")
+    message = refused(run_stage(root, "evaluation", "finetune", "0"))
+    assert message.startswith("error: models/seeds/0/finetune.pt holds a feature_extract model, not finetune")
+    assert not (root / "metrics" / "seeds" / "0" / "finetune").exists()
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["finetune"]["init_head"] = "feature_extract"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    shutil.copy(root / "models" / "finetune.pt", root / "models" / "scratch.pt")
-    ckpt = torch.load(root / "models" / "feature_extract.pt", weights_only=True)
-    torch.save({**ckpt, "mode": "scratch"}, root / "models" / "feature_extract.pt")
-    assert "which holds a scratch model" in refused(run_stage(root, "train", "finetune"))
+    ckpt = torch.load(models / "feature_extract.pt", weights_only=True)
+    torch.save({**ckpt, "mode": "scratch"}, models / "feature_extract.pt")
+    assert "which holds a scratch model" in refused(run_stage(root, "train", "finetune", "0"))
 
 
 @pytest.mark.parametrize(
@@ -205,8 +205,8 @@ def test_a_checkpoint_of_another_mode_is_refused_by_the_stage(small_dataset, tmp
 )
 def test_predict_refuses_a_checkpoint_of_another_version_or_program(small_dataset, tmp_path, change, entry):
     root = project_dir(tmp_path, small_dataset, **{"train.feature_extract.epochs": 1})
-    assert run_stage(root, "train", "feature_extract").returncode == 0
-    ckpt = torch.load(root / "models" / "feature_extract.pt", weights_only=True)
+    assert run_stage(root, "train", "feature_extract", "0").returncode == 0
+    ckpt = torch.load(root / "models" / "seeds" / "0" / "feature_extract.pt", weights_only=True)
     change(ckpt)
     torch.save(ckpt, tmp_path / "other.pt")
     image = next((root / "data" / "raw").rglob("*.jpg"))
@@ -224,8 +224,8 @@ def test_predict_refuses_a_checkpoint_of_another_version_or_program(small_datase
 @pytest.mark.parametrize("obstacle", ["a folder where a file goes", "a file where a folder goes"])
 def test_an_output_that_cannot_be_written_is_one_line_with_earlier_outputs_unchanged(small_dataset, tmp_path, obstacle):
     root = project_dir(tmp_path, small_dataset, **{"train.feature_extract.epochs": 1})
-    assert run_stage(root, "train", "feature_extract").returncode == 0
-    metrics = root / "metrics" / "feature_extract"
+    assert run_stage(root, "train", "feature_extract", "0").returncode == 0
+    metrics = root / "metrics" / "seeds" / "0" / "feature_extract"
     if obstacle == "a folder where a file goes":
         (metrics / "test.json").mkdir(parents=True)
     else:
@@ -233,19 +233,19 @@ def test_an_output_that_cannot_be_written_is_one_line_with_earlier_outputs_uncha
         shutil.rmtree(metrics)
         metrics.write_text("a file")
     before = snapshot(root)
-    message = refused(run_stage(root, "evaluation", "feature_extract"))
+    message = refused(run_stage(root, "evaluation", "feature_extract", "0"))
     assert message.startswith("error: cannot write ") and "earlier outputs are unchanged" in message
     assert snapshot(root) == before
 
 
 def test_a_split_that_cannot_write_one_of_its_files_changes_none_of_them(small_dataset, tmp_path):
-    """The manifests, classes and summary are replaced together or not at all: a folder where skipped.csv goes
+    """The manifests, classes and summary are replaced together or not at all: a folder where summary.json goes
     stops the split after it wrote the three manifests' temporary files, and leaves the earlier ones in place."""
-    root = project_dir(
-        tmp_path, small_dataset, **{"split.seed": 1, "split.train_per_class": 12, "split.val_per_class": 4}
-    )
-    (root / "data" / "split" / "skipped.csv").unlink(missing_ok=True)
-    (root / "data" / "split" / "skipped.csv").mkdir()
+    root = project_dir(tmp_path, small_dataset, **SMALL_SPLIT)
+    earlier = root / "data" / "split" / "1"
+    shutil.copytree(root / "data" / "split" / "0", earlier)  # seed 1 draws other images: every manifest changes
+    (earlier / "summary.json").unlink()
+    (earlier / "summary.json").mkdir()
     before = snapshot(root / "data" / "split")
-    assert refused(run_stage(root, "data", "split")).startswith("error: cannot write ")
+    assert refused(run_stage(root, "data.split", "1")).startswith("error: cannot write ")
     assert snapshot(root / "data" / "split") == before

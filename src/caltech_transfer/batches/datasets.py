@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode, v2
 
 from ..core.errors import UserError
-from ..data.cache import open_cache
-from ..data.split import pool_size
+from ..data.cache import PIXELS, open_pixels, read_index
+from ..data.split import open_split, pool_size
 
 
 def nested_subset(rows, per_class):
@@ -39,15 +39,29 @@ def check_shots(per_class, split_dir):
 
 class CachedImages(Dataset):
     """Images of one split from the cache, as uint8 CHW tensors, with their class indices; with `per_class`,
-    only that many images of each class (`nested_subset`)."""
+    only that many images of each class (`nested_subset`). `rows` are the images' rows in the cache's pixels."""
 
     def __init__(self, cache_dir, split_dir, split, transform=None, per_class=None):
-        self.file, self.split = Path(cache_dir) / f"{split}.npy", split
-        pixels, rows = open_cache(cache_dir, split_dir, split)
+        pixels, rows, images = open_split(cache_dir, split_dir, split)
+        chosen = range(len(rows)) if per_class is None else nested_subset(rows, per_class)
+        self._hold(cache_dir, pixels, split, [images[i] for i in chosen], [rows[i] for i in chosen], transform)
+
+    @classmethod
+    def every_image(cls, cache_dir, transform=None):
+        """Every image of the cache, in its order (labels: the class folder's place among the cache's folders)."""
+        index = read_index(cache_dir)
+        folders = {name: i for i, name in enumerate(sorted({name for _, name in index}))}
+        images = cls.__new__(cls)
+        rows = [(path, name, folders[name]) for path, name in index]
+        images._hold(cache_dir, open_pixels(cache_dir), "all", list(range(len(index))), rows, transform)
+        return images
+
+    def _hold(self, cache_dir, pixels, split, images, rows, transform):
+        self.file, self.split = Path(cache_dir) / PIXELS, split
         self.image_bytes, self.size = pixels[0].nbytes, pixels.shape[1]  # the cached squares' side
-        self.rows = list(range(len(rows))) if per_class is None else nested_subset(rows, per_class)
-        self.paths = [rows[i][0] for i in self.rows]
-        self.labels = torch.tensor([rows[i][2] for i in self.rows], dtype=torch.long)
+        self.rows = images  # rows of the cache
+        self.paths = [row[0] for row in rows]
+        self.labels = torch.tensor([row[2] for row in rows], dtype=torch.long)
         self.transform = transform
         self._pixels = None  # opened lazily so each loader worker maps the file itself
 

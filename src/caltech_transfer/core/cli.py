@@ -96,7 +96,9 @@ def cli(main):
         try:
             end_with_dvc()
             result = main(*args, **kwargs)
-            print(f"{' '.join(sys.argv)}: {time.time() - started:.0f} s, {peak_memory(anonymous)}", file=sys.stderr)
+            print(
+                f"{' '.join(typed_command())}: {time.time() - started:.0f} s, {peak_memory(anonymous)}", file=sys.stderr
+            )
             return result
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
@@ -122,10 +124,21 @@ def cli(main):
     return wrapper
 
 
-def stage_argument(argv, choices):
-    """The one argument of a stage's command line, e.g. finetune in `python -m caltech_transfer.train finetune`."""
-    if len(argv) != 2 or argv[1] not in choices:
-        spec = getattr(sys.modules["__main__"], "__spec__", None)  # None when run as a file, not with -m
-        command = f"-m {spec.name.removesuffix('.__main__')}" if spec else argv[0]
-        raise UserError(f"usage: python {command} {{{'|'.join(choices)}}}")
-    return argv[1]
+def typed_command():
+    """[how the command was started, its arguments...]: `python -m caltech_transfer.train` rather than the path of the
+    module's file that sys.argv[0] holds."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)  # None when run as a file, not with -m
+    return [f"python -m {spec.name.removesuffix('.__main__')}" if spec else sys.argv[0], *sys.argv[1:]]
+
+
+def stage_arguments(argv, *kinds):
+    """The arguments of a stage's command line, each of its kind: a tuple of choices, or int for a whole number
+    (a split seed, images per class), e.g. ("finetune", 3) from `python -m caltech_transfer.train finetune 3`."""
+    words = argv[1:]
+    fits = len(words) == len(kinds) and all(
+        word.isdigit() if kind is int else word in kind for word, kind in zip(words, kinds)
+    )
+    if not fits:
+        shown = " ".join("<whole number>" if kind is int else f"{{{'|'.join(kind)}}}" for kind in kinds)
+        raise UserError(f"usage: {typed_command()[0]} {shown}")
+    return tuple(int(word) if kind is int else word for word, kind in zip(words, kinds))

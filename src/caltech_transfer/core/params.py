@@ -132,6 +132,16 @@ def Shots(key, value):
     return [Int(1)(key, v) for v in value]
 
 
+def Seeds(key, value):
+    """Split seeds: distinct whole numbers >= 0, at least one (the first one's runs are the ones shown one by one)."""
+    if not isinstance(value, list) or not value:
+        _fail(key, value, "a list of split seeds, e.g. [0, 1, 2]")
+    seeds = [Int(0)(key, v) for v in value]
+    if len(set(seeds)) < len(seeds):
+        _fail(key, value, "split seeds each named once")
+    return seeds
+
+
 SCHEMA = {
     "download.source": Str,
     "download.checksum": Checksum,
@@ -139,7 +149,6 @@ SCHEMA = {
     "download.retries": Int(0),
     "download.timeout": Float(positive=True),
     "split.scheme": Choice("standard", "ratio"),
-    "split.seed": Int(None),
     "split.train_per_class": Int(2),
     "split.val_per_class": Int(1),
     "split.test_per_class": Optional(Int(1)),
@@ -174,6 +183,7 @@ SCHEMA = {
     "train.scratch.auto_augment": Choice("none", "trivial"),
     "train.scratch.mixup_alpha": Float(),
     "train.scratch.cutmix_alpha": Float(),
+    "study.seeds": Seeds,
     "curve.shots": Shots,
     "evaluate.batch_size": Int(1),
     "evaluate.workers": Int(0),

@@ -1,7 +1,8 @@
-"""The `download` stage: fetch Caltech-101 (URL or local path), verify, extract safely, move into place.
+"""The `download` stage (`python -m caltech_transfer.data.download`): fetch Caltech-101 (URL or local path), verify,
+extract safely, move into place.
 
-Nothing lands in the output folder until the whole chain has succeeded, so an interrupted or failed run
-never leaves a folder that `split` would accept."""
+Nothing lands in the output folder until the whole chain has succeeded, so an interrupted or failed run never leaves
+a folder that `split` would accept."""
 
 import hashlib
 import http.client
@@ -20,7 +21,10 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from ..core.cli import cli
 from ..core.errors import UserError
+from ..core.layout import DOWNLOADS, RAW
+from ..core.params import load_params
 
 CATEGORIES = "101_ObjectCategories"
 CHUNK = 1 << 20
@@ -318,3 +322,21 @@ def run(source, checksum, inner_checksum, out_dir, downloads_dir, retries=5, tim
 
 def _matches(path, checksum):
     return bool(checksum) and file_checksum(path, checksum.split(":")[0]) == checksum.split(":")[1]
+
+
+@cli
+def main():
+    p = load_params("download")["download"]
+    run(
+        p["source"],
+        p["checksum"],
+        p["inner_checksum"],
+        out_dir=RAW.parent,
+        downloads_dir=DOWNLOADS,
+        retries=p["retries"],
+        timeout=p["timeout"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,78 +1,19 @@
-"""The `split` stage: scan the class folders, skip what cannot be decoded, and write train/val/test manifests."""
+"""The `split@<seed>` stages (`python -m caltech_transfer.data.split <seed>`): train/val/test manifests of the
+cached images, each image named by its path and its row in the cache."""
 
-import os
 import random
-import unicodedata
+import sys
 from pathlib import Path
 
-from PIL import Image
-
+from ..core.cli import cli, stage_arguments
 from ..core.errors import UserError
 from ..core.files import all_or_none, read_csv, write_csv, write_json
-from .parallel import parallel_map
+from ..core.layout import CACHE, split_dir
+from ..core.params import load_params
+from .cache import INDEX, open_pixels, read_index
+from .scan import BACKGROUND
 
-BACKGROUND = "BACKGROUND_Google"
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
-
-
-def check_image(path):
-    """None when the file is an image that decodes, else the reason it is skipped.
-    A file without an image suffix is skipped whatever its content (the real archive's
-    BACKGROUND_Google/tmp is a stray JPEG copy, not one of the dataset's images)."""
-    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-        return "not an image file (no image suffix)"
-    try:
-        with Image.open(path) as img:
-            img.load()
-        return None
-    except Image.UnidentifiedImageError:
-        return "not an image (unrecognised content)"
-    except Exception as err:  # truncated or corrupt files raise a variety of errors
-        return f"cannot decode: {err}".splitlines()[0]
-
-
-def check_name(path):
-    """Refuse a class or file name that the manifests (CSV, one class a line) and the results cannot carry: bytes
-    that are not UTF-8, or a line break, tab or other control character."""
-    name = path.name
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        why = "is not valid UTF-8"
-    else:
-        odd = [c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
-        why = f"holds {unicodedata.name(odd[0], repr(odd[0]))}" if odd else None
-    if why:
-        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-        raise UserError(f"the name of {shown!r} {why}: rename it (letters, digits, spaces, - and _ are safe)")
-
-
-def scan(root, include_background=False, workers=2):
-    """Return ({class: [relative paths of good images]}, [(relative path, reason) skipped])."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"{root} does not exist: run the download stage first (dvc repro download)")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and (include_background or p.name != BACKGROUND))
-    files = [f for c in classes for f in sorted((root / c).iterdir()) if f.is_file()]
-    for path in [root / c for c in classes] + files:
-        check_name(path)
-    reasons = list(parallel_map(check_image, files, workers, desc="check images"))
-    good = {c: [] for c in classes}
-    skipped = []
-    for path, reason in zip(files, reasons):
-        rel = path.relative_to(root).as_posix()
-        if reason is None:
-            good[path.parent.name].append(rel)
-        else:
-            skipped.append((rel, reason))
-    empty = [c for c, images in good.items() if not images]
-    if empty:
-        raise UserError(
-            f"class folder {root / empty[0]} has no readable image ({len(empty)} such folders): add "
-            "images to it or remove it"
-        )
-    return good, skipped
 
 
 def assign(
@@ -120,11 +61,28 @@ def assign(
     return splits
 
 
+MANIFEST = ("path", "class_name", "class_index")
+
+
 def read_manifest(path):
     """[(relative path, class name, class index)] from a manifest CSV."""
     if not Path(path).exists():
         raise UserError(f"{path} not found: run the split stage first (dvc repro split)")
     return [(r["path"], r["class_name"], int(r["class_index"])) for r in read_csv(path)]
+
+
+def open_split(cache_dir, split_dir, split):
+    """(memory-mapped pixels of every cached image, the split's manifest rows, the pixels' row of each), after
+    checking that each row the manifest names holds the image it names."""
+    manifest = Path(split_dir) / f"{split}.csv"
+    rows, index = read_manifest(manifest), read_index(cache_dir)
+    images = [int(r["image"]) for r in read_csv(manifest)]
+    if any(not 0 <= i < len(index) or index[i][0] != row[0] for i, row in zip(images, rows)):
+        raise UserError(
+            f"{manifest} names other images than {Path(cache_dir) / INDEX} (the cache changed since the split was "
+            "made): rerun the split stage (dvc repro split)"
+        )
+    return open_pixels(cache_dir), rows, images
 
 
 def read_classes(split_dir):
@@ -139,36 +97,44 @@ def pool_size(split_dir):
     return min(counts.values())
 
 
-def run(raw_dir, out_dir, params, workers=2):
-    """Scan raw_dir, write manifests, classes.txt, skipped.csv and summary.json into out_dir."""
+def run(cache_dir, out_dir, params, seed):
+    """Split the images the cache holds (its index.csv) with split seed `seed`: write the manifests (each image's
+    row in the cache in their `image` column), classes.txt and summary.json into out_dir. No image is decoded."""
     out_dir = Path(out_dir)
-    images, skipped = scan(raw_dir, params["include_background"], workers=workers)
+    rows = read_index(cache_dir)
+    row_of = {path: i for i, (path, _) in enumerate(rows)}
+    images = {}
+    for path, name in rows:
+        if params["include_background"] or name != BACKGROUND:
+            images.setdefault(name, []).append(path)
     splits = assign(
         images,
         scheme=params["scheme"],
-        seed=params["seed"],
+        seed=seed,
         train_per_class=params["train_per_class"],
         val_per_class=params["val_per_class"],
         test_per_class=params["test_per_class"],
         ratios=params["ratios"],
     )
-    summary = {
-        "classes": len(images),
-        **{split: len(rows) for split, rows in splits.items()},
-        "skipped": len(skipped),
-        "skipped_files": [path for path, _ in skipped],
-    }
-    names = [f"{split}.csv" for split in SPLITS] + ["classes.txt", "skipped.csv", "summary.json"]
+    summary = {"classes": len(images), **{split: len(rows) for split, rows in splits.items()}}
+    names = [f"{split}.csv" for split in SPLITS] + ["classes.txt", "summary.json"]
     with all_or_none([out_dir / name for name in names]) as files:  # never the manifests of two splits at once
         for split, file in zip(SPLITS, files):
-            write_csv(file, ["path", "class_name", "class_index"], splits[split])
+            write_csv(file, [*MANIFEST, "image"], [(*row, row_of[row[0]]) for row in splits[split]])
         files[3].write_text("".join(f"{name}\n" for name in sorted(images)))
-        write_csv(files[4], ["path", "reason"], skipped)
-        write_json(files[5], summary)
+        write_json(files[4], summary)
     print(
         f"split: {summary['classes']} classes, {summary['train']} train, {summary['val']} val, "
-        f"{summary['test']} test images; {len(skipped)} files skipped (listed in {out_dir / 'skipped.csv'})"
+        f"{summary['test']} test images"
     )
-    for path, reason in skipped:
-        print(f"  skipped {path}: {reason}")
     return summary
+
+
+@cli
+def main():
+    (seed,) = stage_arguments(sys.argv, int)
+    run(CACHE, split_dir(seed), load_params("split")["split"], seed)
+
+
+if __name__ == "__main__":
+    main()

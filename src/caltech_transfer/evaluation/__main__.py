@@ -1,9 +1,9 @@
-"""DVC stage `evaluate@<mode>`: `python -m caltech_transfer.evaluation <mode>` scores models/<mode>.pt on the
-test split."""
+"""DVC stages `evaluate@<seed>-<mode>` and `evaluate_scratch`: `python -m caltech_transfer.evaluation <mode> <split
+seed>` scores the mode's model of that split seed on its test split."""
 
 import sys
 
-from ..core.cli import cli, stage_argument
+from ..core.cli import cli, stage_arguments
 from ..core.layout import MODES, stage_run
 from ..core.params import load_params
 from .evaluate import evaluate
@@ -11,10 +11,10 @@ from .evaluate import evaluate
 
 @cli
 def main():
-    mode = stage_argument(sys.argv, MODES)
-    p = load_params(f"evaluate@{mode}")
-    paths = stage_run(mode)
-    evaluate(paths.checkpoint, mode, paths.split, paths.cache, paths.metrics, p["runtime"], **p["evaluate"])
+    mode, seed = stage_arguments(sys.argv, MODES, int)
+    p = load_params("evaluate")
+    paths = stage_run(mode, seed)
+    evaluate(paths.checkpoint, mode, paths, p["runtime"], **p["evaluate"])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Writes test.json (DVC metrics), per_class.csv, confusion.csv (the form DVC's confusion template reads,
 labelled with class names), predictions.csv and the test features (for the embedding plot). Every per-image
 file names the image, in the same order as features.npy, so plots and reports join by path. The learning curve's
-points are scored by the same function, each running its network over the whole test split."""
+points are scored by the same function, each over the whole test split; a frozen backbone's test features are the
+features stage's, never computed again."""
 
 from pathlib import Path
 
@@ -15,26 +16,34 @@ from ..core.errors import UserError
 from ..core.files import write_csv, write_json
 from ..data.split import read_classes
 from ..model.checkpoints import load_classifier
+from ..train.features import read_features
+from ..train.modes import MODES
 from ..train.runtime import Runtime
 from .metrics import compute_metrics
 
 
-def evaluate(checkpoint, mode, split_dir, cache_dir, out_dir, runtime_params, batch_size=64, workers=0):
-    """Evaluate one checkpoint of `mode` on the test split and write its metrics files into out_dir."""
+def evaluate(checkpoint, mode, paths, runtime_params, batch_size=64, workers=0):
+    """Evaluate one checkpoint of `mode` on the test split of `paths.split` and write its metrics files into
+    `paths.metrics`. A frozen backbone is the pretrained one: its test features are read from `paths.features`."""
     runtime = Runtime(runtime_params)
     model, ckpt = load_classifier(checkpoint, runtime.device, mode)
-    classes = ckpt["classes"]
-    if classes != read_classes(split_dir):
-        raise UserError(f"{checkpoint} was trained on other classes than {split_dir}/classes.txt; retrain (dvc repro)")
-    runtime.place(model)
-    test = CachedImages(cache_dir, split_dir, "test", eval_transform(ckpt["preprocessing"]))
-    batches = eval_batches(test, ckpt["preprocessing"], batch_size, runtime.inference_workers(workers))
-    features, labels = runtime.infer(runtime.compiled(model.features), batches, f"evaluate {ckpt['mode']}")
+    classes, prep = ckpt["classes"], ckpt["preprocessing"]
+    if classes != read_classes(paths.split):
+        raise UserError(
+            f"{checkpoint} was trained on other classes than {paths.split}/classes.txt; retrain (dvc repro)"
+        )
+    test = CachedImages(paths.cache, paths.split, "test", eval_transform(prep))
+    if MODES[ckpt["mode"]].frozen:
+        features, labels = read_features(paths.features, ckpt["params"]["model"]["arch"], prep, test.rows), test.labels
+    else:
+        runtime.place(model)
+        batches = eval_batches(test, prep, batch_size, runtime.inference_workers(workers))
+        features, labels = runtime.infer(runtime.compiled(model.features), batches, f"evaluate {ckpt['mode']}")
     with torch.inference_mode():
         logits = model.head.float().cpu()(features)
     check_finite(logits, checkpoint, ckpt["mode"])
     summary, per_class, _ = compute_metrics(logits, labels, len(classes))
-    write_outputs(Path(out_dir), summary, per_class, logits, labels, test.paths, classes, features)
+    write_outputs(Path(paths.metrics), summary, per_class, logits, labels, test.paths, classes, features)
     print(
         f"{ckpt['mode']}: top-1 {summary['top1_accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
         f"mean per-class {summary['mean_per_class_accuracy']:.4f} on {len(labels)} test images"

@@ -76,7 +76,9 @@ def predict(checkpoint, inputs, top=5):
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip())
-    parser.add_argument("checkpoint", help="a trained models/<mode>.pt")
+    parser.add_argument(
+        "checkpoint", help="a trained model: models/seeds/<seed>/{finetune,feature_extract}.pt or models/scratch.pt"
+    )
     parser.add_argument("images", nargs="+", help="image files or folders")
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--csv", help="also write the predictions to this CSV file")

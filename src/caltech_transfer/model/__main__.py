@@ -4,7 +4,7 @@ another path or from the hub give the same bytes, so moving the file reruns this
 
 import sys
 
-from ..core.cli import cli, stage_argument
+from ..core.cli import cli, stage_arguments
 from ..core.layout import PRETRAINED
 from ..core.params import load_params
 from .checkpoints import write_pretrained
@@ -12,7 +12,7 @@ from .checkpoints import write_pretrained
 
 @cli
 def main():
-    stage_argument(sys.argv, ("pretrained",))
+    stage_arguments(sys.argv, ("pretrained",))
     m = load_params("pretrained")["model"]
     write_pretrained(m["arch"], m["weights"], PRETRAINED)
 

@@ -30,7 +30,7 @@ def write_pretrained(arch, weights, path):
 
 
 def load_pretrained(path, arch):
-    """The backbone state_dict at `path` (None: random init), refused when it is another architecture's."""
+    """The backbone state_dict at `path`, refused when it is another architecture's."""
     pretrained = load_checkpoint(path, required=("arch", "state_dict"))
     if pretrained["arch"] != arch:
         raise UserError(
@@ -56,7 +56,7 @@ def load_checkpoint(path, device="cpu", required=CLASSIFIER_KEYS):
     if missing:
         raise UserError(
             f"{path} is not a checkpoint of this project (no {', '.join(missing)}); "
-            "give a models/<mode>.pt written by the train stage"
+            "give a model a train stage wrote (models/seeds/<seed>/<mode>.pt, models/scratch.pt)"
         )
     if required == CLASSIFIER_KEYS:
         check_classifier(path, obj)
@@ -83,7 +83,7 @@ def check_classifier(path, ckpt):
 
 
 def load_classifier(path, device="cpu", mode=None):
-    """(Classifier in eval mode, checkpoint dict) from a models/<mode>.pt file; with `mode`, one of that mode."""
+    """(Classifier in eval mode, checkpoint dict) from a model a train stage wrote; with `mode`, one of that mode."""
     ckpt = load_checkpoint(path, device)
     if mode is not None and ckpt["mode"] != mode:
         raise UserError(

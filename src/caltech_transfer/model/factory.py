@@ -214,11 +214,12 @@ def check_input_size(model, size, arch):
 
 def pretrained_backbone(arch, weights):
     """The backbone weights `weights` names for `arch`, without the ImageNet head, as one state_dict whose bytes
-    follow from the values alone (each tensor its own contiguous storage); None for `none` (random init)."""
+    follow from the values alone (each tensor its own contiguous storage). For `none`, a random initialisation drawn
+    from seed 0, so that the features stage and every mode that starts from these weights share one backbone."""
     check_arch(arch)
-    if weights == "none":
-        return None
-    backbone, _, _ = _library_model(arch, weights)
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(0)
+        backbone, _, _ = _library_model(arch, weights)
     return {key: value.clone().contiguous() for key, value in backbone.state_dict().items()}
 
 

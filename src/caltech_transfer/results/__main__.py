@@ -1,11 +1,11 @@
-"""The results stages. `python -m caltech_transfer.results plot`: PNG figures of the three modes in plots/.
-`python -m caltech_transfer.results report`: report.md (the whole study, from the tracked metrics) and
-report/learning_curve.{tsv,png}."""
+"""The results stages. `python -m caltech_transfer.results plot <seed>`: PNG figures of that split seed's runs in
+plots/. `python -m caltech_transfer.results report <seed>`: report.md (the whole study, from the tracked metrics)
+and report/learning_curve.{tsv,png}."""
 
 import sys
 
-from ..core.cli import cli, stage_argument
-from ..core.layout import CACHE, PRETRAINED, SPLIT
+from ..core.cli import cli, stage_arguments
+from ..core.layout import CACHE, PRETRAINED, showcase, split_dir
 from ..core.params import load_params
 from .architectures import ARCHITECTURES_FILE
 from .plots import make_all
@@ -14,19 +14,27 @@ from .spread import SEEDS_FILE
 
 
 def plot_stage():
-    for path in make_all("metrics", SPLIT, CACHE, "plots", load_params("plot")["plot"]):
+    _, seed = stage_arguments(sys.argv, ("plot",), int)
+    for path in make_all(showcase(seed), split_dir(seed), CACHE, "plots", load_params("plot")["plot"]):
         print(f"wrote {path}")
 
 
 def report_stage():
+    _, seed = stage_arguments(sys.argv, ("report",), int)
     params = load_params("report")
-    build("report.md", "metrics", SPLIT, "plots", "report", params, SEEDS_FILE, ARCHITECTURES_FILE, PRETRAINED)
+    build("report.md", showcase(seed), seed, "plots", "report", params, SEEDS_FILE, ARCHITECTURES_FILE, PRETRAINED)
     print("wrote report.md and report/learning_curve.png")
+
+
+STAGES = {"plot": plot_stage, "report": report_stage}
 
 
 @cli
 def main():
-    {"plot": plot_stage, "report": report_stage}[stage_argument(sys.argv, ("plot", "report"))]()
+    stage = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in STAGES else None
+    if stage is None:
+        stage_arguments(sys.argv[:2], tuple(STAGES))  # the usage line
+    STAGES[stage]()
 
 
 if __name__ == "__main__":

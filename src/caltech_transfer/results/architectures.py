@@ -2,8 +2,8 @@
 that differs from the workspace in `model.arch` and, where the architecture needs it, in the scratch recipe
 (`train.scratch.*`, `train.scratch_lr`); the table names every recipe key a network changed:
 
-    dvc exp run -n resnet18-scratch -S model.arch=resnet18 train_scratch evaluate@scratch
-    dvc exp run -n alexnet-scratch -S model.arch=alexnet -S <recipe key>=<value> train_scratch evaluate@scratch
+    dvc exp run -n resnet18-scratch -S model.arch=resnet18 train_scratch evaluate_scratch
+    dvc exp run -n alexnet-scratch -S model.arch=alexnet -S <recipe key>=<value> train_scratch evaluate_scratch
     python -m caltech_transfer.results.architectures --write   # prints the table, writes metrics/architectures.json
 
 metrics/architectures.json keeps the networks it already records for the same params, as metrics/seeds.json does
@@ -33,8 +33,11 @@ RECIPE = ("scratch", "scratch_lr")  # the train.* keys of the scratch recipe, wh
 
 def shared(params):
     """What a network's run shares with the workspace: every param but model.arch, the scratch recipe and the
-    locations."""
-    return leaving_out(params, {"model": ("arch",), "train": RECIPE})
+    locations; of the split seeds only the first, the one scratch trains on."""
+    kept = leaving_out(params, {"model": ("arch",), "train": RECIPE, "study": ("seeds",)})
+    if "seeds" in params.get("study", {}):
+        kept["study"] = {"scratch_split_seed": params["study"]["seeds"][0]}
+    return kept
 
 
 def scratch_recipe(params):
@@ -76,7 +79,7 @@ def architectures_for(path, params):
 def command(arch, network, reference):
     """The `dvc exp run` that trains and scores this network from scratch in a workspace holding `reference`."""
     settings = "".join(f" -S {key}={value}" for key, value in adapted(network, reference).items())
-    return f"dvc exp run -S model.arch={arch}{settings} train_scratch evaluate@scratch"
+    return f"dvc exp run -S model.arch={arch}{settings} train_scratch evaluate_scratch"
 
 
 def markdown(table, reference):

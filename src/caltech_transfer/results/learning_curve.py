@@ -4,7 +4,7 @@ test split, so every point is comparable.
 
 A point is the mode's own recipe with fewer images: the same epochs over a smaller set (so fewer optimizer
 steps for small k), model selection on the full validation split. The full pool is the baseline run itself
-(`metrics/<mode>/`), not a second copy of it."""
+(the first split seed's runs), not a second copy of it."""
 
 from pathlib import Path
 
@@ -21,15 +21,14 @@ from ..core.layout import CURVE_MODES  # noqa: E402
 COLOURS = {"finetune": "tab:blue", "feature_extract": "tab:green"}
 
 
-def collect(shots, pool, metrics_dir="metrics", seeds=None):
+def collect(shots, pool, runs, seeds=None, curve_dir="metrics/curve"):
     """Rows (mode, images per class, test metrics) of every point, the full pool of `pool` images per class (the
-    baseline) last; with the seeds' table (`spread`), the full-pool row gets its standard deviation."""
-    metrics_dir = Path(metrics_dir)
+    baseline, `runs[mode]`) last; with the seeds' table (`spread`), the full-pool row gets its standard deviation."""
     rows = []
     for mode in CURVE_MODES:
         for k in sorted(shots):
-            rows.append(_row(mode, k, metrics_dir / f"curve/k{k}/{mode}/test.json"))
-        full = _row(mode, pool, metrics_dir / mode / "test.json")
+            rows.append(_row(mode, k, Path(curve_dir, f"k{k}", mode, "test.json")))
+        full = _row(mode, pool, Path(runs[mode], "test.json"))
         full["std"] = (seeds or {}).get(mode, {}).get("mean_per_class_accuracy", {}).get("std")
         rows.append(full)
     return rows

@@ -13,8 +13,7 @@ from sklearn.metrics import confusion_matrix  # noqa: E402
 from ..core.errors import UserError  # noqa: E402
 from ..core.files import read_csv, read_json  # noqa: E402
 from ..core.layout import MODES  # noqa: E402
-from ..data.cache import open_cache  # noqa: E402
-from ..data.split import read_classes  # noqa: E402
+from ..data.split import open_split, read_classes  # noqa: E402
 
 COLOURS = {"finetune": "tab:blue", "scratch": "tab:orange", "feature_extract": "tab:green"}
 
@@ -126,15 +125,13 @@ def embedding(features, labels, classes, method, points, seed, title, path):
     _save(fig, path)
 
 
-def read_predictions(metrics_dir, modes):
+def read_predictions(runs, modes):
     """{mode: rows of its predictions.csv}. test.json is in Git, predictions.csv only in DVC's cache: a clone may have
     one without the other."""
     for m in modes:
-        if not (metrics_dir / m / "predictions.csv").exists():
-            raise UserError(
-                f"{metrics_dir / m / 'predictions.csv'} not found: dvc pull it, or run dvc repro evaluate@{m}"
-            )
-    return {m: read_csv(metrics_dir / m / "predictions.csv") for m in modes}
+        if not (runs[m] / "predictions.csv").exists():
+            raise UserError(f"{runs[m] / 'predictions.csv'} not found: dvc pull it, or run dvc repro")
+    return {m: read_csv(runs[m] / "predictions.csv") for m in modes}
 
 
 def confusion(predictions, index):
@@ -144,16 +141,16 @@ def confusion(predictions, index):
     return confusion_matrix(actual, predicted, labels=range(len(index)))
 
 
-def make_all(metrics_dir, split_dir, cache_dir, out_dir, params):
-    """Every figure, from whichever modes have metrics; returns the list of PNG paths written.
-    Per-image files are joined by image path, never by row position."""
-    metrics_dir, out_dir = Path(metrics_dir), Path(out_dir)
+def make_all(runs, split_dir, cache_dir, out_dir, params):
+    """Every figure of the runs `runs` names ({mode: its metrics folder}), from whichever modes have metrics; returns
+    the list of PNG paths written. Per-image files are joined by image path, never by row position."""
+    runs, out_dir = {m: Path(folder) for m, folder in runs.items()}, Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = read_classes(split_dir)
     index = {name: i for i, name in enumerate(classes)}
-    modes = [m for m in MODES if (metrics_dir / m / "test.json").exists()]
-    results = {m: read_json(metrics_dir / m / "test.json") for m in modes}
-    predictions = read_predictions(metrics_dir, modes)
+    modes = [m for m in MODES if (runs[m] / "test.json").exists()]
+    results = {m: read_json(runs[m] / "test.json") for m in modes}
+    predictions = read_predictions(runs, modes)
     matrices = {m: confusion(predictions[m], index) for m in modes}
     written = []
 
@@ -162,11 +159,7 @@ def make_all(metrics_dir, split_dir, cache_dir, out_dir, params):
         return written[-1]
 
     curves(
-        {
-            m: read_csv(metrics_dir / m / "history.tsv", "\t")
-            for m in MODES
-            if (metrics_dir / m / "history.tsv").exists()
-        },
+        {m: read_csv(runs[m] / "history.tsv", "\t") for m in MODES if (runs[m] / "history.tsv").exists()},
         out("curves.png"),
     )
     comparison(results, out("comparison.png"))
@@ -175,8 +168,8 @@ def make_all(metrics_dir, split_dir, cache_dir, out_dir, params):
     recalls = {m: np.diag(matrices[m]) / np.maximum(1, matrices[m].sum(1)) for m in modes}
     per_class_accuracy(recalls, classes, out("per_class_accuracy.png"))
     best = max(modes, key=lambda m: results[m]["mean_per_class_accuracy"])
-    pixels, rows = open_cache(cache_dir, split_dir, "test")
-    row_of = {path: i for i, (path, _, _) in enumerate(rows)}
+    pixels, rows, images = open_split(cache_dir, split_dir, "test")
+    row_of = {path: image for (path, _, _), image in zip(rows, images)}
     mistakes(
         predictions[best],
         lambda path: pixels[row_of[path]],
@@ -184,7 +177,7 @@ def make_all(metrics_dir, split_dir, cache_dir, out_dir, params):
         f"{best}: most confident test mistakes",
         out("mistakes.png"),
     )
-    features = np.load(metrics_dir / best / "features.npy")  # in predictions.csv's order, written with it
+    features = np.load(runs[best] / "features.npy")  # in predictions.csv's order, written with it
     labels = np.array([index[r["true_class"]] for r in predictions[best]])
     embedding(
         features,

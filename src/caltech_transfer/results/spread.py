@@ -1,15 +1,9 @@
-"""The spread over split seeds: for each mode's test metrics the mean, the standard deviation and a 95% interval
-over the runs that differ from the workspace only in `split.seed`, and the paired difference fine-tuning minus
-feature extraction on the same splits, with the sentence each interval allows.
+"""The `seeds` stage (`python -m caltech_transfer.results.spread`): the spread of the study's modes over the split
+seeds `study.seeds` names, from each seed's test metrics (metrics/seeds/<seed>/<mode>/test.json, written by the
+evaluate@<seed>-<mode> stages): per mode and metric the mean, the standard deviation and the 95% t-interval of the
+mean, and the paired difference fine-tuning minus feature extraction on the same splits with how many splits each
+mode won. Written to metrics/seeds.json, which the report reads."""
 
-    dvc exp run -S split.seed=1 evaluate@finetune evaluate@feature_extract   # and seeds 2, 3, 4
-    python -m caltech_transfer.results.spread --write        # prints the table, writes metrics/seeds.json
-
-The runs are the workspace, its commit and their DVC experiments, plus the seeds metrics/seeds.json already records
-for the same params (a clone does not carry the experiments that made them). metrics/seeds.json records the params
-it was computed for; the report uses it only while they still hold."""
-
-import argparse
 import math
 import statistics
 from pathlib import Path
@@ -18,12 +12,13 @@ from scipy import stats
 
 from ..core.cli import cli
 from ..core.errors import UserError
-from ..core.files import write_json
-from ..core.layout import MODES, SUMMARY
-from ..core.params import read_yaml
-from .experiments import applies, leaving_out, recorded_table, runs_from_dvc
+from ..core.files import read_json, write_json
+from ..core.layout import SEEDS, STUDY_MODES, SUMMARY
+from ..core.params import load_params
 
-METRICS = ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
+METRICS = ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")  # of each run
+# Of the spread: top-5 is near 1 for every run, and each number here is a column of `dvc exp show`.
+SPREAD_METRICS = ("top1_accuracy", "mean_per_class_accuracy")
 METRIC_NAMES = {"top1_accuracy": "top-1", "top5_accuracy": "top-5", "mean_per_class_accuracy": "mean per-class"}
 SEEDS_FILE = Path("metrics/seeds.json")
 # The comparison the study is about, on the same split each time: a positive difference favours the first mode.
@@ -32,95 +27,49 @@ PAIR_NAMES = {"finetune": "fine-tuning", "feature_extract": "feature extraction"
 CONFIDENCE = 0.95
 
 
-# What the seeds' table does not depend on: the seed itself, and scratch's own recipe (a seed's run reruns only
-# feature extraction and fine-tuning, so a new scratch recipe keeps the recorded seeds).
-NOT_COMPARED = {"split": ("seed",), "train": ("scratch", "scratch_lr")}
+def seed_results(seeds, seeds_dir=SEEDS):
+    """{mode: {seed: test metrics and "trained_on"}} of every study mode on every seed, or a one-line error naming
+    the first seed whose stages have not run."""
+    results = {mode: {} for mode in STUDY_MODES}
+    for seed in seeds:
+        for mode in STUDY_MODES:
+            test, train = Path(seeds_dir, str(seed), mode, "test.json"), Path(seeds_dir, str(seed), mode, SUMMARY)
+            if not test.exists() or not train.exists():
+                raise UserError(
+                    f"{test} or {train} not found: run that seed's stages (dvc repro evaluate@{seed}-{mode})"
+                )
+            summary = read_json(train)
+            results[mode][seed] = {k: read_json(test)[k] for k in METRICS} | {
+                "trained_on": f"{summary['device']}, {summary['precision']}"
+            }
+    return results
 
 
-def without_seed(params):
-    """`params` without the keys of NOT_COMPARED and the locations: what two runs of the seeds' table must share."""
-    return leaving_out(params, NOT_COMPARED)
-
-
-def spread(runs, reference, recorded=None):
-    """The seeds' table: per mode and metric the summary of `interval` and the value per seed, and per mode the
-    device and precision each seed trained on, over the runs whose params equal `reference` but for split.seed (one
-    run per seed: the first listed, i.e. the workspace before experiments), then the seeds of `recorded` (an earlier
-    table for the same params) that no run has; and the paired difference of PAIR on the seeds both modes have."""
-    per_seed = {}
-    for params, metrics in runs:
-        if without_seed(params) == without_seed(reference):
-            per_seed.setdefault(params["split"]["seed"], metrics)
-    results = {
-        mode: fresh_results({seed: seed_result(m, mode) for seed, m in sorted(per_seed.items())}) for mode in MODES
-    }
-    for mode, values in recorded_results(recorded, reference).items():
-        for seed, result in values.items():
-            results[mode].setdefault(seed, result)
-    table = {
-        "seeds": sorted({seed for values in results.values() for seed in values}),
-        "params": without_seed(reference),
-        "trained_on": {},
-    }
+def spread(results):
+    """The seeds' table of `seed_results`: per mode and metric the `summary` over seeds, where each seed trained,
+    and the paired difference of PAIR with the splits each mode won."""
+    seeds = sorted(next(iter(results.values())))
+    table = {"seeds": seeds, "trained_on": trained_on(results)}
     for mode, values in results.items():
-        if len(values) >= 2:
-            values = dict(sorted(values.items()))
-            table[mode] = {k: summary({seed: v[k] for seed, v in values.items()}) for k in METRICS}
-            table["trained_on"][mode] = {str(seed): v["trained_on"] for seed, v in values.items()}
+        table[mode] = {k: summary([values[seed][k] for seed in seeds]) for k in SPREAD_METRICS}
     first, second = (results[mode] for mode in PAIR)
-    shared = sorted(set(first) & set(second))
-    if len(shared) >= 2:
-        table["difference"] = {k: summary({seed: first[seed][k] - second[seed][k] for seed in shared}) for k in METRICS}
+    table["difference"] = {}
+    for k in SPREAD_METRICS:
+        differences = [first[seed][k] - second[seed][k] for seed in seeds]
+        wins = {PAIR[0]: sum(d > 0 for d in differences), PAIR[1]: sum(d < 0 for d in differences)}
+        table["difference"][k] = summary(differences) | {"wins": wins}
     return table
 
 
-def seed_result(metrics, mode):
-    """A mode's test metrics in one run and the machine and precision that trained it, or None when the run has
-    not both."""
-    test, train = metrics.get(f"metrics/{mode}/test.json", {}), metrics.get(f"metrics/{mode}/{SUMMARY}", {})
-    if not all(k in test for k in METRICS) or not {"device", "precision"} <= train.keys():
-        return None
-    return {k: test[k] for k in METRICS} | {"trained_on": f"{train['device']}, {train['precision']}"}
-
-
-def fresh_results(per_seed):
-    """The seeds' results that their own runs produced. A mode whose stages a seed's run did not reproduce
-    (scratch, in the loop of this module's help) carries the first seed's files unchanged; two splits cannot give
-    the very same metrics, so a result seen at a lower seed already does not count again."""
-    fresh = {}
-    for seed, result in per_seed.items():
-        if result and result not in fresh.values():
-            fresh[seed] = result
-    return fresh
-
-
-def recorded_results(table, reference):
-    """{mode: {seed: metrics}} of an earlier seeds' table, when it was computed for the same params."""
-    if not table or not applies(table, reference, without_seed):
-        return {}
-    return {
-        mode: {
-            int(seed): {k: table[mode][k]["values"][seed] for k in METRICS} | {"trained_on": machine}
-            for seed, machine in table["trained_on"][mode].items()
-        }
-        for mode in MODES
-        if mode in table
-    }
-
-
-def summary(values):
-    """Mean, sample standard deviation and the two-sided 95% t-interval of the mean, over {seed: value}."""
-    numbers = list(values.values())
-    mean, std = statistics.mean(numbers), statistics.stdev(numbers)
+def summary(numbers):
+    """Mean, sample standard deviation and the two-sided 95% t-interval of the mean; with one number, its value
+    alone (no spread can be measured)."""
+    mean = statistics.mean(numbers)
+    if len(numbers) < 2:
+        return {"n": 1, "mean": mean}
+    std = statistics.stdev(numbers)
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, len(numbers) - 1)) * std / math.sqrt(len(numbers))
-    return {
-        "n": len(numbers),
-        "mean": mean,
-        "std": std,
-        "low": mean - half,
-        "high": mean + half,
-        "values": {str(seed): value for seed, value in values.items()},
-    }
+    return {"n": len(numbers), "mean": mean, "std": std, "low": mean - half, "high": mean + half}
 
 
 def verdict(difference, metric):
@@ -138,11 +87,11 @@ def verdict(difference, metric):
         called = f"On {name} accuracy {second} is ahead of {first} at {n} seeds ({interval})"
     else:
         called = f"On {name} accuracy no difference between {first} and {second} is detected at {n} seeds ({interval})"
-    values = difference["values"].values()
-    wins = f"{first} won {sum(v > 0 for v in values)} of the {n} splits, {second} {sum(v < 0 for v in values)}"
+    wins = difference["wins"]
+    won = f"{first} won {wins[PAIR[0]]} of the {n} splits, {second} {wins[PAIR[1]]}"
     low, high = prediction_interval(difference)
     return (
-        f"{called}; {wins}; on one new split the difference is expected between {100 * low:+.2f} and "
+        f"{called}; {won}; on one new split the difference is expected between {100 * low:+.2f} and "
         f"{100 * high:+.2f} points (95% prediction interval)."
     )
 
@@ -154,59 +103,34 @@ def prediction_interval(s):
     return s["mean"] - half, s["mean"] + half
 
 
-def trained_on(table):
-    """Where the seeds' runs trained: "<device>, <precision>", with each one's seeds when they differ."""
+def trained_on(results):
+    """Where the seeds' runs of `seed_results` trained: "<device>, <precision>", with each one's seeds when they
+    differ."""
     seeds = {}
-    for machines in table["trained_on"].values():
-        for seed, machine in machines.items():
-            seeds.setdefault(machine, set()).add(int(seed))
+    for values in results.values():
+        for seed, result in values.items():
+            seeds.setdefault(result["trained_on"], set()).add(seed)
     if len(seeds) == 1:
         return next(iter(seeds))
     return "; ".join(f"{machine} (seeds {', '.join(map(str, sorted(s)))})" for machine, s in seeds.items())
 
 
 def interval_cell(s):
+    if s["n"] < 2:
+        return f"{s['mean']:.4f}"
     return f"{s['mean']:.4f} ± {s['std']:.4f} [{s['low']:.4f}, {s['high']:.4f}]"
 
 
-def markdown(table):
-    lines = [
-        f"Split seeds {', '.join(map(str, table['seeds']))}, trained on {trained_on(table)}: mean ± standard "
-        f"deviation [{CONFIDENCE:.0%} interval of the mean]:",
-        "",
-        "| mode | top-1 | top-5 | mean per-class |",
-        "|---|---|---|---|",
-    ]
-    for mode in MODES:
-        if mode in table:
-            lines.append(f"| {mode} | " + " | ".join(interval_cell(table[mode][k]) for k in METRICS) + " |")
-    if "difference" in table:
-        lines += ["", f"{PAIR[0]} minus {PAIR[1]} on the same split:", ""]
-        lines += [f"- {verdict(table['difference'][k], k)}" for k in METRICS]
-    return "\n".join(lines)
-
-
-def seeds_for(path, params):
-    """The seeds' table at `path` when it was computed for these params (NOT_COMPARED aside), else {}."""
-    return recorded_table(path, params, without_seed)
+def write_seeds(seeds, seeds_dir=SEEDS, out=SEEDS_FILE):
+    table = spread(seed_results(seeds, seeds_dir))
+    write_json(out, table)
+    print(f"wrote {out}: {len(seeds)} split seeds")
+    return table
 
 
 @cli
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"also write {SEEDS_FILE} (read by the report stage)")
-    args = parser.parse_args()
-    reference = read_yaml("params.yaml")
-    table = spread(runs_from_dvc(), reference, seeds_for(SEEDS_FILE, reference))
-    if not any(mode in table for mode in MODES):
-        raise UserError(
-            f"fewer than two split seeds with test metrics (found seeds {table['seeds']}): run the "
-            "seeds first, as this module's help shows"
-        )
-    print(markdown(table))
-    if args.write:
-        write_json(SEEDS_FILE, table)
-        print(f"wrote {SEEDS_FILE}")
+    write_seeds(load_params("seeds")["study"]["seeds"])
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from ..batches.device_batches import DeviceBatches, fits_on_device
 from ..core.errors import UserError
 from ..model.checkpoints import load_checkpoint, load_pretrained
 from ..model.factory import build_model, check_input_size
-from .distributed import ShardedSampler, gather_in_order, per_process, wrap
+from .distributed import ShardedSampler, per_process, wrap
+from .features import read_features
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,17 @@ def initial_model(mode, params, classes, paths, fit):
     prep = {**prep, "fit": fit}
     source = recipe.get("init_head", "none")
     if source != "none":
-        ckpt = load_checkpoint(paths.checkpoint.parent / f"{source}.pt")
+        path = paths.checkpoint.parent / f"{source}.pt"
+        ckpt = load_checkpoint(path)
         if ckpt["mode"] != source:
             raise UserError(
-                f"train.{mode}.init_head: {source} needs models/{source}.pt, which holds a {ckpt['mode']} model: "
-                f"restore it (dvc checkout models/{source}.pt) or train it again (dvc repro -f train_{source})"
+                f"train.{mode}.init_head: {source} needs {path}, which holds a {ckpt['mode']} model: "
+                f"restore it (dvc checkout {path}) or train it again (dvc repro -f train_{source})"
             )
         if ckpt["params"]["model"] != m or ckpt["classes"] != classes:
             raise UserError(
-                f"train.{mode}.init_head: {source} needs models/{source}.pt trained with the same model.* "
-                "params and classes: run dvc repro, or set init_head: none"
+                f"train.{mode}.init_head: {source} needs {path} trained with the same model.* params and classes: "
+                "run dvc repro, or set init_head: none"
             )
         model.head.load_state_dict(
             {k.removeprefix("head."): v for k, v in ckpt["state_dict"].items() if k.startswith("head.")}
@@ -99,11 +101,11 @@ def set_trainable(mode, model, learner, epoch, recipe):
 
 
 def loaders(mode, model, prep, params, paths, runtime, generator):
-    """(learner, train batches, val batches) of this process. The learner is the part of the model that learns from
-    the batches: the whole model on images, from loader
-    processes or, with train.data_path device (auto: on a GPU the cache fits), cut and augmented on the device;
-    or, where the backbone gives the same features every epoch, the head alone on those features, computed here
-    once. Under torchrun each process gets its share of every split (`distributed.ShardedSampler`)."""
+    """(learner, train batches, val batches) of this process. The learner is the part of the model that learns from the
+    batches: the whole model on images, from loader processes or, with train.data_path device (auto: on a GPU the
+    cache fits), cut and augmented on the device; or, where the backbone gives the same features every epoch, the
+    head alone on those features, which the features stage computed once per cached image. Under torchrun each
+    process gets its share of every split (`distributed.ShardedSampler`)."""
     recipe, workers, augment = params["train"][mode], params["train"]["workers"], params["augment"]
     features_once = MODES[mode].features_once(recipe)
     auto_augment = recipe.get("auto_augment", "none")
@@ -119,7 +121,7 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     if features_once:
         model.eval()
         train_set, val_set = [
-            TensorDataset(*once_per_image(model.features, images, prep, batch, workers, runtime))
+            TensorDataset(read_features(paths.features, params["model"]["arch"], prep, images.rows), images.labels)
             for images in (train_images, val_images)
         ]
         return (
@@ -155,14 +157,6 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
         ),
         eval_batches(val_images, prep, batch, workers, sampler=ShardedSampler(len(val_images))),
     )
-
-
-def once_per_image(fn, images, prep, batch, workers, runtime):
-    """(fn of every image, labels) in order; each process computes its share."""
-    outputs, labels = runtime.infer(
-        fn, eval_batches(images, prep, batch, workers, ShardedSampler(len(images))), f"features {images.split}"
-    )
-    return gather_in_order(outputs, len(images)), gather_in_order(labels, len(images))
 
 
 def training_network(mode, learner, recipe, runtime):

@@ -13,6 +13,8 @@ from ..core.errors import UserError
 from ..core.params import SPEED_ONLY
 from ..model.checkpoints import load_checkpoint, save_checkpoint
 from .distributed import is_main
+from .features import META, VALUES
+from .modes import MODES
 
 
 @dataclass
@@ -40,17 +42,19 @@ class RunState:
         return False
 
 
-READ_FILES = {"split": ("classes.txt", "train.csv", "val.csv"), "cache": ("meta.json", "train.npy", "val.npy")}
+READ_FILES = {"split": ("classes.txt", "train.csv", "val.csv"), "cache": ("meta.json", "index.csv", "pixels.npy")}
 PACKAGE = Path(__file__).resolve().parents[1]  # the code of every stage
 
 
 def fingerprint(mode, params, paths, model):
     """Identifies the run a resume state belongs to by everything that decides it: the mode, its params (less the
-    settings of speed alone), the content of the files it reads (the split's manifests and cached pixels), the
+    settings of speed alone), the content of the files it reads (the split's manifests, the cached pixels and the
+    backbone's features where the head trains on them), the
     weights it starts from (the model before its first step: pretrained, random, and the head another mode trained)
     and the package's code. A state of any other run is not resumed."""
     digest = hashlib.sha256(json.dumps([mode, run_params(params), paths.train_per_class], sort_keys=True).encode())
-    for folder, names in READ_FILES.items():
+    read = dict(READ_FILES, features=(META, VALUES)) if MODES[mode].features_once(params["train"][mode]) else READ_FILES
+    for folder, names in read.items():
         for name in names:
             with open(Path(getattr(paths, folder), name), "rb") as f:
                 digest.update(hashlib.file_digest(f, "sha256").digest())
