@@ -266,7 +266,8 @@ def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
     assert not {p for p in changed if "scratch" in p or "feature_extract" in p}
 
-    # the spread reads the runs through dvc.api.exp_show(): the workspace's params as params.yaml holds them
+    # the architectures table reads the runs through `dvc exp show --json`: params as params.yaml holds them, and
+    # each metrics file under its own path
     script = (
         "import json; from caltech_transfer.results.experiments import runs_from_dvc; "
         "print(json.dumps(runs_from_dvc()))"

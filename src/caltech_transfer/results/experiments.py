@@ -1,52 +1,33 @@
 """The runs DVC knows (the workspace, its commit and their experiments) with their params and metrics, read
-through `dvc.api.exp_show()`, for the tables computed over several runs (`spread`, `architectures`)."""
+through `dvc exp show --json`, for the table computed over several runs (`architectures`)."""
 
-import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import read_json
-from ..core.params import LOCATIONS, SCHEMA, set_dotted
+from ..core.params import LOCATIONS
 
 
 def runs_from_dvc():
-    """(params, {metrics file: values}) of the workspace, its commit and every experiment, from dvc.api.exp_show().
-    Its table flattens each value to a number or a string, which `literal` reads back."""
-    import dvc.api  # slow to import, and needed by this command only
-
-    try:
-        rows = dvc.api.exp_show()
-    except Exception as err:  # DVC raises many kinds (no repository, no Git, a broken experiment ref)
-        raise UserError(f"dvc.api.exp_show() failed: {str(err).splitlines()[0]}") from None
+    """(params, {metrics file: values}) of the workspace, its commit and every experiment, from `dvc exp show --json`:
+    each file's values under its own path (the flat table of `dvc.api.exp_show()` names a column by its file only
+    where two files share the name, so a file's values cannot be told from it)."""
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    if shown.returncode:
+        lines = shown.stderr.strip().splitlines() or ["no message"]
+        raise UserError(f"dvc exp show failed: {lines[-1]}")
     runs = []
-    for row in rows:
-        params, metrics = {}, {}
-        for column, value in row.items():
-            name = column.removeprefix("params.yaml:")  # DVC prefixes a name that two files share
-            if value is not None and name in SCHEMA:
-                set_dotted(params, name, literal(value))
-            elif value is not None and column.startswith("metrics/") and ":" in column:
-                path, key = column.split(":", 1)
-                metrics.setdefault(path, {})[key] = value
-        if params:
-            runs.append((params, metrics))
+    for commit in json.loads(shown.stdout):
+        revisions = [commit] + [rev for exp in commit.get("experiments") or [] for rev in exp.get("revs", [])]
+        for data in (rev.get("data") or {} for rev in revisions):
+            params = (data.get("params") or {}).get("params.yaml", {}).get("data")
+            if params:
+                metrics = {path: entry.get("data") or {} for path, entry in (data.get("metrics") or {}).items()}
+                runs.append((params, metrics))
     return runs
-
-
-def literal(value):
-    """A value of exp_show's table as params.yaml holds it: 30.0 -> 30, 'None' -> None, 'False' -> False,
-    '[0.8, 0.1, 0.1]' -> a list; any other string as it is."""
-    if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [literal(v) for v in value]
-    return value
 
 
 def leaving_out(params, dropped):
