@@ -66,17 +66,27 @@ MANIFEST = ("path", "class_name", "class_index")
 
 def read_manifest(path):
     """[(relative path, class name, class index)] from a manifest CSV."""
+    return [manifest_row(r) for r in manifest_table(path)]
+
+
+def manifest_row(r):
+    return r["path"], r["class_name"], int(r["class_index"])
+
+
+def manifest_table(path):
+    """A manifest's rows as dicts keyed by its header."""
     if not Path(path).exists():
         raise UserError(f"{path} not found: run the split stage first (dvc repro split)")
-    return [(r["path"], r["class_name"], int(r["class_index"])) for r in read_csv(path)]
+    return read_csv(path)
 
 
 def open_split(cache_dir, split_dir, split):
     """(memory-mapped pixels of every cached image, the split's manifest rows, the pixels' row of each), after
     checking that each row the manifest names holds the image it names."""
     manifest = Path(split_dir) / f"{split}.csv"
-    rows, index = read_manifest(manifest), read_index(cache_dir)
-    images = [int(r["image"]) for r in read_csv(manifest)]
+    table, index = manifest_table(manifest), read_index(cache_dir)
+    rows = [manifest_row(r) for r in table]
+    images = [int(r["image"]) for r in table]
     if any(not 0 <= i < len(index) or index[i][0] != row[0] for i, row in zip(images, rows)):
         raise UserError(
             f"{manifest} names other images than {Path(cache_dir) / INDEX} (the cache changed since the split was "
