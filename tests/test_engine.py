@@ -143,6 +143,37 @@ def test_checkpoint_holds_the_best_validation_epoch_not_the_last(small_dataset, 
     assert not torch.equal(ckpt["state_dict"]["head.weight"], snapshots[3]["head.weight"])
 
 
+def test_a_final_fit_trains_on_train_and_val_and_keeps_the_last_epoch(small_dataset, tmp_path, monkeypatch):
+    import caltech_transfer.train.modes as modes_module
+
+    read = []
+    real_images = modes_module.CachedImages
+
+    def spy(*args, **kwargs):
+        images = real_images(*args, **kwargs)
+        read.append((args[2], len(images)))
+        return images
+
+    monkeypatch.setattr(modes_module, "CachedImages", spy)
+    snapshots = {}
+
+    def sabotage_last_epoch(epoch, model):  # the last epoch starts from a broken head and is kept all the same
+        snapshots[epoch] = copy.deepcopy(model.state_dict())
+        if epoch == 1:
+            with torch.no_grad():
+                model.head.weight.mul_(-10)
+
+    settings = {"train.final_fit": True, "train.finetune.epochs": 2, "train.finetune.batch_size": 12}
+    summary, ckpt = run("finetune", small_dataset, tmp_path, on_epoch_end=sabotage_last_epoch, **settings)
+    assert read == [(("train", "val"), 36)]  # 8 + 4 of each of 3 classes; no validation images read apart
+    assert "val_accuracy" not in history(tmp_path)[0] and "best_val_accuracy" not in summary
+    assert summary["best_epoch"] == ckpt["best_epoch"] == 2
+    assert all(torch.equal(ckpt["state_dict"][k], v) for k, v in snapshots[2].items())
+    assert not torch.equal(ckpt["state_dict"]["head.weight"], snapshots[1]["head.weight"])
+    with pytest.raises(UserError, match="train.finetune.patience stops on validation, which train.final_fit"):
+        run("finetune", small_dataset, tmp_path, **settings, **{"train.finetune.patience": 1})
+
+
 def test_interrupted_run_resumes_to_the_same_weights(small_dataset, tmp_path):
     settings = {"train.scratch.epochs": 3, "train.scratch.batch_size": 8, "train.scratch_lr": 0.05}
     final = {}

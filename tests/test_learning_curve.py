@@ -51,9 +51,10 @@ def test_a_point_trains_on_its_subset_only(small_dataset, tmp_path):
     assert len(train_batches.dataset) == 6 and len(val_batches.dataset) == 12  # validation stays whole
 
 
-def test_k_must_be_below_the_training_pool(small_dataset):
-    check_shots(7, small_dataset / "split")
-    check_shots(1, small_dataset / "split")
-    for k in (0, 8):
-        with pytest.raises(UserError, match=f"curve.shots: {k} images per class is not between 1 and 7, below the "):
-            check_shots(k, small_dataset / "split")
+@pytest.mark.parametrize("final_fit, pool", [(False, 8), (True, 12)])  # the final fit's pool takes in val's 4
+def test_k_must_be_below_the_training_pool(small_dataset, final_fit, pool):
+    check_shots(pool - 1, small_dataset / "split", final_fit)
+    check_shots(1, small_dataset / "split", final_fit)
+    for k in (0, pool):
+        with pytest.raises(UserError, match=f"curve.shots: {k} images per class is not between 1 and {pool - 1}, "):
+            check_shots(k, small_dataset / "split", final_fit)

@@ -40,7 +40,16 @@ def test_a_stage_run_outside_the_project_says_where_to_run_it(project, missing):
 
 def test_each_stage_gets_only_its_declared_keys(project):
     finetune = load_params("train_finetune", project)
-    assert set(finetune["train"]) == {"seed", "workers", "data_path", "processes", "finetune_lr", "head_lr", "finetune"}
+    assert set(finetune["train"]) == {
+        "seed",
+        "final_fit",
+        "workers",
+        "data_path",
+        "processes",
+        "finetune_lr",
+        "head_lr",
+        "finetune",
+    }
     assert set(finetune["runtime"]) == {"device", "precision", "channels_last", "compile"}
     assert "scratch" not in finetune["train"] and "split" not in finetune
     assert set(load_params("split", project)) == {"split"}

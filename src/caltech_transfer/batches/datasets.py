@@ -26,10 +26,10 @@ def nested_subset(rows, per_class):
     return sorted(chosen)
 
 
-def check_shots(per_class, split_dir):
+def check_shots(per_class, split_dir, final_fit):
     """Refuse a learning-curve point of k images per class that is empty or not smaller than the training pool
     (the full pool is the baseline run itself)."""
-    pool = pool_size(split_dir)
+    pool = pool_size(split_dir, final_fit)
     if not 1 <= per_class < pool:
         raise UserError(
             f"curve.shots: {per_class} images per class is not between 1 and {pool - 1}, below the training pool "
@@ -38,13 +38,14 @@ def check_shots(per_class, split_dir):
 
 
 class CachedImages(Dataset):
-    """Images of one split from the cache, as uint8 CHW tensors, with their class indices; with `per_class`,
-    only that many images of each class (`nested_subset`). `rows` are the images' rows in the cache's pixels."""
+    """Images of one split (or of several together, `splits` a tuple of names) from the cache, as uint8 CHW
+    tensors, with their class indices; with `per_class`, only that many images of each class (`nested_subset`).
+    `rows` are the images' rows in the cache's pixels."""
 
-    def __init__(self, cache_dir, split_dir, split, transform=None, per_class=None):
-        pixels, rows, images = open_split(cache_dir, split_dir, split)
+    def __init__(self, cache_dir, split_dir, splits, transform=None, per_class=None):
+        pixels, rows, images = open_split(cache_dir, split_dir, *((splits,) if isinstance(splits, str) else splits))
         chosen = range(len(rows)) if per_class is None else nested_subset(rows, per_class)
-        self._hold(cache_dir, pixels, split, [images[i] for i in chosen], [rows[i] for i in chosen], transform)
+        self._hold(cache_dir, pixels, [images[i] for i in chosen], [rows[i] for i in chosen], transform)
 
     @classmethod
     def every_image(cls, cache_dir, transform=None):
@@ -53,11 +54,11 @@ class CachedImages(Dataset):
         folders = {name: i for i, name in enumerate(sorted({name for _, name in index}))}
         images = cls.__new__(cls)
         rows = [(path, name, folders[name]) for path, name in index]
-        images._hold(cache_dir, open_pixels(cache_dir), "all", list(range(len(index))), rows, transform)
+        images._hold(cache_dir, open_pixels(cache_dir), list(range(len(index))), rows, transform)
         return images
 
-    def _hold(self, cache_dir, pixels, split, images, rows, transform):
-        self.file, self.split = Path(cache_dir) / PIXELS, split
+    def _hold(self, cache_dir, pixels, images, rows, transform):
+        self.file = Path(cache_dir) / PIXELS
         self.image_bytes, self.size = pixels[0].nbytes, pixels.shape[1]  # the cached squares' side
         self.rows = images  # rows of the cache
         self.paths = [row[0] for row in rows]

@@ -168,6 +168,7 @@ SCHEMA = {
     "runtime.channels_last": Bool,
     "runtime.compile": Bool,
     "train.seed": Int(None),
+    "train.final_fit": Bool,
     "train.workers": Int(0),
     "train.data_path": Choice("auto", "loader", "device"),
     "train.processes": Int(1),

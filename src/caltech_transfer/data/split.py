@@ -80,18 +80,28 @@ def manifest_table(path):
     return read_csv(path)
 
 
-def open_split(cache_dir, split_dir, split):
-    """(memory-mapped pixels of every cached image, the split's manifest rows, the pixels' row of each), after
-    checking that each row the manifest names holds the image it names."""
-    manifest = Path(split_dir) / f"{split}.csv"
-    table, index = manifest_table(manifest), read_index(cache_dir)
-    rows = [manifest_row(r) for r in table]
-    images = [int(r["image"]) for r in table]
-    if any(not 0 <= i < len(index) or index[i][0] != row[0] for i, row in zip(images, rows)):
-        raise UserError(
-            f"{manifest} names other images than {Path(cache_dir) / INDEX} (the cache changed since the split was "
-            "made): rerun the split stage (dvc repro split)"
-        )
+def training_splits(final_fit):
+    """The splits a training run learns from: train, or with `train.final_fit` train and val together (the
+    literature's final fit on every training image, the recipe having been chosen on validation)."""
+    return ("train", "val") if final_fit else ("train",)
+
+
+def open_split(cache_dir, split_dir, *splits):
+    """(memory-mapped pixels of every cached image, the manifest rows of `splits` in order, the pixels' row of
+    each), after checking that each row a manifest names holds the image it names."""
+    index, rows, images = read_index(cache_dir), [], []
+    for split in splits:
+        manifest = Path(split_dir) / f"{split}.csv"
+        table = manifest_table(manifest)
+        found = [manifest_row(r) for r in table]
+        chosen = [int(r["image"]) for r in table]
+        if any(not 0 <= i < len(index) or index[i][0] != row[0] for i, row in zip(chosen, found)):
+            raise UserError(
+                f"{manifest} names other images than {Path(cache_dir) / INDEX} (the cache changed since the split "
+                "was made): rerun the split stage (dvc repro split)"
+            )
+        rows += found
+        images += chosen
     return open_pixels(cache_dir), rows, images
 
 
@@ -99,11 +109,12 @@ def read_classes(split_dir):
     return Path(split_dir, "classes.txt").read_text().splitlines()
 
 
-def pool_size(split_dir):
+def pool_size(split_dir, final_fit):
     """Training images of the smallest class: the largest k a point can use."""
     counts = {}
-    for _, name, _ in read_manifest(Path(split_dir) / "train.csv"):
-        counts[name] = counts.get(name, 0) + 1
+    for split in training_splits(final_fit):
+        for _, name, _ in read_manifest(Path(split_dir) / f"{split}.csv"):
+            counts[name] = counts.get(name, 0) + 1
     return min(counts.values())
 
 

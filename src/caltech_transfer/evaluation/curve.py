@@ -16,7 +16,7 @@ from .evaluate import evaluate
 def main():
     per_class, seed = stage_arguments(sys.argv, int, int)
     params = load_params("curve")
-    check_shots(per_class, curve_point(CURVE_MODES[0], per_class, seed).split)
+    check_shots(per_class, curve_point(CURVE_MODES[0], per_class, seed).split, params["train"]["final_fit"])
     for mode in CURVE_MODES:  # feature_extract first: finetune starts from the head it trains
         paths = curve_point(mode, per_class, seed)
         train(mode, params, paths)

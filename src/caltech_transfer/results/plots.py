@@ -31,10 +31,13 @@ def curves(histories, path):
             ax.plot(
                 epochs, [float(r[f"train_{metric}"]) for r in rows], "--", color=COLOURS[mode], label=f"{mode} train"
             )
-            ax.plot(epochs, [float(r[f"val_{metric}"]) for r in rows], "-", color=COLOURS[mode], label=f"{mode} val")
+            if f"val_{metric}" in rows[0]:  # a final fit has no validation
+                ax.plot(
+                    epochs, [float(r[f"val_{metric}"]) for r in rows], "-", color=COLOURS[mode], label=f"{mode} val"
+                )
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set(xlabel="epoch", ylabel=metric, title=f"Training and validation {metric}")
+        ax.set(xlabel="epoch", ylabel=metric, title=f"Training {metric}, and validation where a run has it")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     _save(fig, path)

@@ -1,5 +1,6 @@
 """The one training loop, for all three modes (what a mode means is in `modes`). Model selection reads the
-validation split only; the test split is never read here.
+validation split only (with `train.final_fit` there is none: the validation images train too and the last epoch is
+kept); the test split is never read here.
 
 The summary so far (a DVC metric) and DVCLive's per-epoch plots are written as each epoch ends (`runlog`); the
 best checkpoint and the history together when the run completes; until then the resume state (`resume`) holds
@@ -30,6 +31,11 @@ def train(mode, params, paths, on_epoch_end=None):
     """Train `mode`; write its best checkpoint, history and summary; return the summary.
     `on_epoch_end(epoch, model)`, when given, is called after each epoch (tests use it)."""
     seed, recipe = params["train"]["seed"], params["train"][mode]
+    if params["train"]["final_fit"] and recipe["patience"]:
+        raise UserError(
+            f"train.{mode}.patience stops on validation, which train.final_fit: true trains on: set patience to 0 "
+            "(the final fit keeps the recipe's epoch count) or final_fit to false"
+        )
     runtime = Runtime(params["runtime"])
     torch.manual_seed(seed)
     classes = read_classes(paths.split)
@@ -56,7 +62,7 @@ def train(mode, params, paths, on_epoch_end=None):
             lrs = {f"lr_{g['name']}": g["lr"] for g in steps.optimizer.param_groups}  # as the epoch starts
             tic = time.time()
             trained = train_one_epoch(network, train_loader, steps, runtime, f"{mode} {epoch + 1}/{recipe['epochs']}")
-            validated = validate(learner, val_loader, runtime)
+            validated = None if val_loader is None else validate(learner, val_loader, runtime)
             row = epoch_row(epoch + 1, trained, validated, lrs, time.time() - tic)
             state.seconds += row["epoch_seconds"]
             state.record(row, model)
@@ -100,14 +106,14 @@ class Optimization:
 
 
 def epoch_row(epoch, trained, validated, lrs, seconds):
-    """An epoch's line of the history: (loss, accuracy, images seen) of training, (loss, accuracy) of validation."""
-    (train_loss, train_acc, seen), (val_loss, val_acc) = trained, validated
+    """An epoch's line of the history: (loss, accuracy, images seen) of training, (loss, accuracy) of validation
+    (None in a final fit, which has no validation)."""
+    train_loss, train_acc, seen = trained
     return {
         "epoch": epoch,
         "train_loss": train_loss,
         "train_accuracy": train_acc,
-        "val_loss": val_loss,
-        "val_accuracy": val_acc,
+        **({} if validated is None else dict(zip(("val_loss", "val_accuracy"), validated))),
         **lrs,
         "epoch_seconds": seconds,
         "images_per_second": seen / seconds,

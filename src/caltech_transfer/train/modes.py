@@ -17,6 +17,7 @@ from torch.utils.data import TensorDataset
 from ..batches.datasets import CachedImages, eval_batches, eval_transform, make_loader, train_transform
 from ..batches.device_batches import DeviceBatches, fits_on_device
 from ..core.errors import UserError
+from ..data.split import training_splits
 from ..model.checkpoints import load_checkpoint, load_pretrained
 from ..model.factory import build_model, check_input_size
 from .distributed import ShardedSampler, per_process, wrap
@@ -105,8 +106,10 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     batches: the whole model on images, from loader processes or, with train.data_path device (auto: on a GPU the
     cache fits), cut and augmented on the device; or, where the backbone gives the same features every epoch, the
     head alone on those features, which the features stage computed once per cached image. Under torchrun each
-    process gets its share of every split (`distributed.ShardedSampler`)."""
+    process gets its share of every split (`distributed.ShardedSampler`). With `train.final_fit` the validation
+    images train too, and there are no val batches (None)."""
     recipe, workers, augment = params["train"][mode], params["train"]["workers"], params["augment"]
+    final_fit = params["train"]["final_fit"]
     features_once = MODES[mode].features_once(recipe)
     auto_augment = recipe.get("auto_augment", "none")
     transform = (
@@ -114,20 +117,24 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
         if features_once
         else train_transform(prep, augment, recipe["crop_scale_min"], auto_augment)
     )
-    train_images = CachedImages(paths.cache, paths.split, "train", transform, per_class=paths.train_per_class)
-    val_images = CachedImages(paths.cache, paths.split, "val", eval_transform(prep))
+    train_images = CachedImages(
+        paths.cache, paths.split, training_splits(final_fit), transform, per_class=paths.train_per_class
+    )
+    val_images = None if final_fit else CachedImages(paths.cache, paths.split, "val", eval_transform(prep))
     batch = per_process(recipe["batch_size"])
     shuffled = ShardedSampler(len(train_images), generator, shuffle=True)  # the engine seeds `generator` per epoch
+    in_order = None if final_fit else ShardedSampler(len(val_images))
     if features_once:
         model.eval()
-        train_set, val_set = [
-            TensorDataset(read_features(paths.features, params["model"]["arch"], prep, images.rows), images.labels)
-            for images in (train_images, val_images)
-        ]
+
+        def features(images):
+            values = read_features(paths.features, params["model"]["arch"], prep, images.rows)
+            return TensorDataset(values, images.labels)
+
         return (
             model.head,
-            make_loader(train_set, batch, sampler=shuffled, training=True),
-            make_loader(val_set, batch, sampler=ShardedSampler(len(val_set))),
+            make_loader(features(train_images), batch, sampler=shuffled, training=True),
+            None if final_fit else make_loader(features(val_images), batch, sampler=in_order),
         )
     if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device, auto_augment):
         common = dict(
@@ -147,7 +154,7 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
                 generator=generator,
                 **common,
             ),
-            DeviceBatches(val_images, train=False, sampler=ShardedSampler(len(val_images)), **common),
+            None if final_fit else DeviceBatches(val_images, train=False, sampler=in_order, **common),
         )
     return (
         model,
@@ -155,7 +162,7 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
         make_loader(
             train_images, batch, workers, ShardedSampler(len(train_images), generator, True, keyed=True), training=True
         ),
-        eval_batches(val_images, prep, batch, workers, sampler=ShardedSampler(len(val_images))),
+        None if final_fit else eval_batches(val_images, prep, batch, workers, sampler=in_order),
     )
 
 
@@ -182,6 +189,6 @@ def use_device_path(choice, train_images, val_images, device, auto_augment="none
         return (
             device == "cuda"
             and auto_augment == "none"
-            and fits_on_device(train_images.nbytes + val_images.nbytes, device)
+            and fits_on_device(train_images.nbytes + (val_images.nbytes if val_images else 0), device)
         )
     return choice == "device"

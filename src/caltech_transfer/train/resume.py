@@ -21,19 +21,24 @@ from .modes import MODES
 class RunState:
     epoch: int = 0  # epochs completed
     history: list = field(default_factory=list)
-    best: dict = None  # {"epoch", "val_accuracy", "val_loss"} of the best validation epoch
+    best: dict = None  # {"epoch", "val_accuracy", "val_loss"} of the best validation epoch; {"epoch"} of the last
+    # one in a final fit (no validation)
     best_weights: dict = None  # a copy of the model's state_dict at that epoch
     since_best: int = 0  # epochs since the best one, for early stopping
     seconds: float = 0.0  # training time over all sessions of this run
 
     def record(self, row, model):
         """Add an epoch's row; keep a copy of the weights when its validation accuracy is the best so far
-        (ties broken by the lower validation loss). True when it is."""
+        (ties broken by the lower validation loss), or, without validation, when it is the latest. True when kept."""
         self.history.append(row)
         self.epoch = row["epoch"]
-        best = self.best
-        if best is None or (row["val_accuracy"], -row["val_loss"]) > (best["val_accuracy"], -best["val_loss"]):
-            self.best = {k: row[k] for k in ("epoch", "val_accuracy", "val_loss")}
+        best, validated = self.best, "val_accuracy" in row
+        if (
+            best is None
+            or not validated
+            or (row["val_accuracy"], -row["val_loss"]) > (best["val_accuracy"], -best["val_loss"])
+        ):
+            self.best = {k: row[k] for k in ("epoch", "val_accuracy", "val_loss") if k in row}
             # a real copy: the live weights keep changing after this epoch
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             self.since_best = 0

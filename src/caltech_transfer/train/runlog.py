@@ -37,12 +37,14 @@ class RunLog:
     def epoch(self, row, state):
         if not self.active:
             return
+        validated = "val_accuracy" in row
         print(
             f"{self.mode} epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} "
-            f"| val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} | {row['images_per_second']:.1f} img/s"
+            + (f"| val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} " if validated else "")
+            + f"| {row['images_per_second']:.1f} img/s"
         )
         epoch = row["epoch"]
-        for split in ("train", "val"):
+        for split in ("train", "val") if validated else ("train",):
             self.writer.add_scalar(f"loss/{split}", row[f"{split}_loss"], epoch)
             self.writer.add_scalar(f"accuracy/{split}", row[f"{split}_accuracy"], epoch)
         for key, value in row.items():
@@ -72,11 +74,13 @@ class RunLog:
 
 
 def summary(state, hardware):
-    """The run so far: its latest validation accuracy, its best epoch, the time it trained, where and how."""
+    """The run so far: its latest validation accuracy, its best epoch (the last in a final fit, which has no
+    validation), the time it trained, where and how."""
+    validated = "val_accuracy" in state.best
     return {
-        "val_accuracy": state.history[-1]["val_accuracy"],
+        **({"val_accuracy": state.history[-1]["val_accuracy"]} if validated else {}),
         "best_epoch": state.best["epoch"],
-        "best_val_accuracy": state.best["val_accuracy"],
+        **({"best_val_accuracy": state.best["val_accuracy"]} if validated else {}),
         "train_seconds": round(state.seconds, 1),
         **hardware,
     }
