@@ -7,6 +7,7 @@ from caltech_transfer.batches.datasets import CachedImages, check_shots, nested_
 from caltech_transfer.core.errors import UserError
 from caltech_transfer.core.layout import RunPaths
 from caltech_transfer.data.split import read_manifest
+from caltech_transfer.evaluation.curve import budget_epochs, point_params
 from caltech_transfer.model.factory import build_model
 from caltech_transfer.train.modes import loaders
 from caltech_transfer.train.runtime import Runtime
@@ -52,9 +53,25 @@ def test_a_point_trains_on_its_subset_only(small_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("final_fit, pool", [(False, 8), (True, 12)])  # the final fit's pool takes in val's 4
-def test_k_must_be_below_the_training_pool(small_dataset, final_fit, pool):
-    check_shots(pool - 1, small_dataset / "split", final_fit)
+def test_k_must_be_within_the_training_pool(small_dataset, final_fit, pool):
+    check_shots(pool, small_dataset / "split", final_fit)
     check_shots(1, small_dataset / "split", final_fit)
-    for k in (0, pool):
-        with pytest.raises(UserError, match=f"curve.shots: {k} images per class is not between 1 and {pool - 1}, "):
+    for k in (0, pool + 1):
+        with pytest.raises(UserError, match=f"curve.shots: {k} images per class is not between 1 and {pool}, "):
             check_shots(k, small_dataset / "split", final_fit)
+
+
+@pytest.mark.parametrize(
+    "images, batch_size, steps, epochs",
+    [
+        (102, 32, 100, 25),  # 1 image per class: 4 batches a pass
+        (3060, 32, 100, 1),  # the whole pool: 96 batches a pass
+        (33, 32, 10, 10),  # a last batch of one is left out: 1 batch a pass
+        (3060, 32, 10, 1),  # at least one pass
+    ],
+)
+def test_every_point_gets_about_the_same_optimizer_steps(images, batch_size, steps, epochs):
+    assert budget_epochs(steps, images, batch_size) == epochs
+    params = stage_params("curve", **{"curve.finetune_steps": steps, "train.finetune.batch_size": batch_size})
+    recipe = point_params(params, "finetune", images)["train"]["finetune"]
+    assert recipe["epochs"] == epochs and params["train"]["finetune"]["epochs"] == 10  # the stage's own unchanged

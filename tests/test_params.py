@@ -147,8 +147,22 @@ def test_string_number_is_read_as_float():
 
 def test_every_declared_key_in_dvc_yaml_is_in_params_yaml():
     stages = read_yaml(PROJECT / "dvc.yaml")["stages"]
+    rungs = read_yaml(PROJECT / "params.yaml")["ladder"]
     for name in stages:
-        load_params(name, PROJECT)
+        for rung in rungs if name.startswith("ladder_") else [None]:  # a ladder stage's params name its rung
+            params = load_params(name, PROJECT, item={"key": rung, "rung": rung})
+            assert rung is None or set(params["ladder"]) == {rung}
+
+
+def test_a_ladder_rung_is_checked_as_every_key_is():
+    clean = validate({"ladder": {"lite9": {"arch": "timm/x", "weights": "imagenet"}}})
+    assert clean["ladder"]["lite9"] == {"arch": "timm/x", "weights": "imagenet"}
+    with pytest.raises(UserError, match="ladder.lite9.weights = 3 is not valid: expected a string"):
+        validate({"ladder": {"lite9": {"arch": "timm/x", "weights": 3}}})
+    with pytest.raises(UserError, match="unknown key ladder.lite9.size"):
+        validate({"ladder": {"lite9": {"arch": "timm/x", "weights": "none", "size": 3}}})
+    with pytest.raises(UserError, match="missing key ladder.lite9.weights"):
+        validate({"ladder": {"lite9": {"arch": "timm/x"}}}, keys=["ladder"])
 
 
 def test_a_params_file_dvc_refuses_is_refused_by_the_stages(project):

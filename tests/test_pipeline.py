@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -40,11 +41,14 @@ SETTINGS = {
     "plot.embedding_points": 100,
     "plot.mistakes": 4,
     "study.seeds": [0, 1],
+    "curve.seeds": [0, 1],
 }
 
 
-CURVE = {f"curve@{k}" for k in (2, 4)}  # the tests' curve.shots
 SEEDS = (0, 1)
+CURVE = {f"curve@{k}-{seed}" for k in (2, 4) for seed in SEEDS}  # the tests' curve.shots and curve.seeds
+LADDER_FE = {f"ladder_feature_extract@wide-{seed}" for seed in SEEDS}  # the tests' one rung, `wide`
+LADDER = {"ladder_pretrained@wide", "ladder_features@wide", *LADDER_FE, "ladder_finetune@wide", "ladder"}
 STUDY = ("feature_extract", "finetune")
 EVALUATE = {f"evaluate@{seed}-{mode}" for seed in SEEDS for mode in STUDY}
 
@@ -128,6 +132,7 @@ def test_repro_runs_every_stage_then_nothing(repo):
         "evaluate_scratch",
         "plot",
         *CURVE,
+        *LADDER,
         "report",
     }
     second = dvc(repo, "repro")
@@ -151,18 +156,21 @@ def test_the_report_quotes_the_metrics_files(repo):
         assert [float(c) for c in cells[2:5]] == [
             round(test[k], 4) for k in ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy")
         ]
-        assert cells[5] == f"{train['best_epoch']} ({train['best_val_accuracy']:.3f})"
+        assert cells[5] == f"{train['best_epoch']} ({train['best_val_accuracy']:.3f})"  # tests: no final fit
         assert cells[7] == f"{train['device']}, {train['precision']}" and train["precision"] == "fp32"
     curve = read_csv(repo / "report" / "learning_curve.tsv", "\t")
-    assert [int(r["images_per_class"]) for r in curve] == [2, 4, 8]  # curve.shots, then the full pool
+    assert [int(r["images_per_class"]) for r in curve] == [2, 4]  # curve.shots
     for r in curve:
         k = int(r["images_per_class"])
-        for mode in ("feature_extract", "finetune"):
-            source = (run_folder(repo, mode) if k == 8 else repo / "metrics" / f"curve/k{k}/{mode}") / "test.json"
-            expected = round(json.loads(source.read_text())["mean_per_class_accuracy"], 4)
-            assert float(r[mode]) == expected
-        table_row = next(line for line in report if line.startswith(f"| {k} |")).split("|")
-        assert [float(c) for c in table_row[2:4]] == [float(r["feature_extract"]), float(r["finetune"])]
+        table_row = [c.strip() for c in next(line for line in report if line.startswith(f"| {k} |")).split("|")]
+        for column, mode in ((2, "feature_extract"), (4, "finetune")):
+            points = [repo / "metrics" / "curve" / str(seed) / f"k{k}" / mode for seed in SEEDS]
+            values = [json.loads((p / "test.json").read_text())["mean_per_class_accuracy"] for p in points]
+            assert float(r[mode]) == round(statistics.mean(values), 4)
+            assert table_row[column].startswith(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} [")
+            # the same budget of optimizer steps at every k (tests/params.yaml: curve.*_steps), stated in the table
+            steps = {json.loads((p / "train" / "metrics.json").read_text())["optimizer_steps"] for p in points}
+            assert steps == {{"feature_extract": 6, "finetune": 4}[mode]} and table_row[column + 1] == str(*steps)
     # the seeds stage's table, computed from both seeds' runs
     seeds = json.loads((repo / "metrics" / "seeds.json").read_text())
     assert seeds["seeds"] == [0, 1]
@@ -173,6 +181,23 @@ def test_the_report_quotes_the_metrics_files(repo):
         assert seeds[mode]["top1_accuracy"]["mean"] == pytest.approx(sum(values) / 2)
         cell = f"{seeds[mode]['top1_accuracy']['mean']:.4f} ± {seeds[mode]['top1_accuracy']['std']:.4f}"
         assert any(line.startswith(f"| {mode} | {cell} [") for line in report), cell
+    # the ladder's table: the study's backbone and the rung, each from its own runs
+    ladder = json.loads((repo / "metrics" / "ladder.json").read_text())
+    assert [row["arch"] for row in ladder["backbones"].values()] == ["resnet18", "resnet34"]
+    for folder, row in (
+        (repo / "metrics" / "seeds", ladder["backbones"]["study"]),
+        (repo / "metrics" / "ladder" / "wide", ladder["backbones"]["wide"]),
+    ):
+        values = [
+            json.loads((folder / str(seed) / "feature_extract" / "test.json").read_text())["mean_per_class_accuracy"]
+            for seed in SEEDS
+        ]
+        assert row["feature_extract"]["mean_per_class_accuracy"]["mean"] == pytest.approx(statistics.mean(values))
+        tuned = json.loads((folder / "0" / "finetune" / "test.json").read_text())
+        assert row["finetune"]["mean_per_class_accuracy"] == tuned["mean_per_class_accuracy"]
+        line = next(line for line in report if line.startswith(f"| `{row['arch']}`"))
+        assert f"{statistics.mean(values):.4f} [" in line and f"| {tuned['mean_per_class_accuracy']:.4f} |" in line
+    assert ladder["backbones"]["wide"]["parameters"] > ladder["backbones"]["study"]["parameters"] > 11e6
     for line in report:  # every embedded figure exists
         if line.startswith("!["):
             assert (repo / line.split("](")[1].rstrip(")")).is_file(), line
@@ -194,12 +219,26 @@ def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
     # loader processes change no result: only the report, which lists whole sections to describe the recipes
     assert stale_stages(repo, "train.workers", 1) == {"report"}
     assert stale_stages(repo, "evaluate.workers", 1) == {"report"}
-    assert stale_stages(repo, "evaluate.batch_size", 8) == {"features", *EVALUATE, "evaluate_scratch", *CURVE, "report"}
+    assert stale_stages(repo, "evaluate.batch_size", 8) == {
+        "features",
+        *EVALUATE,
+        "evaluate_scratch",
+        *CURVE,
+        "ladder_features@wide",
+        *LADDER_FE,
+        "ladder_finetune@wide",
+        "report",
+    }
     # and, through their outputs, all after them
     assert stale_stages(repo, "split.train_per_class", 11) == {*per_seed("split"), "report"}
     assert stale_stages(repo, "cache.image_size", 48) == {"cache", "report"}
     # a finetune param: not the scratch and feature_extract stages, nor plot (its metrics are not there yet)
-    assert stale_stages(repo, "train.finetune_lr", 0.5) == {*per_seed("train_finetune"), *CURVE, "report"}
+    assert stale_stages(repo, "train.finetune_lr", 0.5) == {
+        *per_seed("train_finetune"),
+        *CURVE,
+        "ladder_finetune@wide",
+        "report",
+    }
     # one more seed: its own stages, the spread over seeds and the report; no stage of the seeds already run
     assert stale_stages(repo, "study.seeds", [0, 1, 2]) == {
         "split@2",
@@ -208,6 +247,8 @@ def test_a_param_invalidates_exactly_the_stages_that_read_it(repo):
         "evaluate@2-feature_extract",
         "evaluate@2-finetune",
         "seeds",
+        "ladder_feature_extract@wide-2",
+        "ladder",
         "report",
     }
 
@@ -252,7 +293,16 @@ def test_metrics_and_plots_are_declared(repo):
 def test_exp_run_with_finetune_lr_reruns_only_the_finetune_chain(repo):
     result = dvc(repo, "exp", "run", "-S", "train.finetune_lr=1e-5")
     finetune_evaluations = {f"evaluate@{seed}-finetune" for seed in SEEDS}
-    assert ran(result.stdout) == {*per_seed("train_finetune"), *finetune_evaluations, "seeds", "plot", *CURVE, "report"}
+    assert ran(result.stdout) == {
+        *per_seed("train_finetune"),
+        *finetune_evaluations,
+        "seeds",
+        "plot",
+        *CURVE,
+        "ladder_finetune@wide",
+        "ladder",
+        "report",
+    }
     for skipped in ("train_scratch", "train_feature_extract@0", "evaluate_scratch", "evaluate@1-feature_extract"):
         assert f"Stage '{skipped}' didn't change, skipping" in result.stdout
     ckpt = torch.load(repo / "models" / "seeds" / "0" / "finetune.pt", weights_only=True)

@@ -400,7 +400,7 @@ def test_weights_of_the_same_names_but_other_shapes_are_refused(small_dataset, t
 def test_a_learning_curve_point_of_no_images_is_refused(small_dataset, tmp_path):
     root = project_dir(tmp_path, small_dataset, **{"curve.shots": [0, 2]})
     assert refused(run_stage(root, "evaluation.curve", "0", "0")).startswith(
-        "error: curve.shots: 0 images per class is not between 1 and 7, below the training pool of 8"
+        "error: curve.shots: 0 images per class is not between 1 and 8, the training pool's smallest class"
     )
     assert not (root / "models").exists()
     message = refused(run_stage(root, "results", "report", "0"))

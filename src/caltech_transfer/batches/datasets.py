@@ -27,13 +27,12 @@ def nested_subset(rows, per_class):
 
 
 def check_shots(per_class, split_dir, final_fit):
-    """Refuse a learning-curve point of k images per class that is empty or not smaller than the training pool
-    (the full pool is the baseline run itself)."""
+    """Refuse a learning-curve point of k images per class that is empty or larger than the training pool."""
     pool = pool_size(split_dir, final_fit)
-    if not 1 <= per_class < pool:
+    if not 1 <= per_class <= pool:
         raise UserError(
-            f"curve.shots: {per_class} images per class is not between 1 and {pool - 1}, below the training pool "
-            f"of {pool} (the full pool is the baseline run itself); use values from 1 to {pool - 1}"
+            f"curve.shots: {per_class} images per class is not between 1 and {pool}, the training pool's smallest "
+            f"class; use values from 1 to {pool}"
         )
 
 

@@ -132,13 +132,15 @@ def typed_command():
 
 
 def stage_arguments(argv, *kinds):
-    """The arguments of a stage's command line, each of its kind: a tuple of choices, or int for a whole number
-    (a split seed, images per class), e.g. ("finetune", 3) from `python -m caltech_transfer.train finetune 3`."""
+    """The arguments of a stage's command line, each of its kind: a tuple of choices, int for a whole number (a split
+    seed, images per class) or str for a name (a ladder rung, which params.yaml names), e.g. ("finetune", 3) from
+    `python -m caltech_transfer.train finetune 3`."""
     words = argv[1:]
     fits = len(words) == len(kinds) and all(
-        word.isdigit() if kind is int else word in kind for word, kind in zip(words, kinds)
+        word.isdigit() if kind is int else kind is str or word in kind for word, kind in zip(words, kinds)
     )
     if not fits:
-        shown = " ".join("<whole number>" if kind is int else f"{{{'|'.join(kind)}}}" for kind in kinds)
+        names = {int: "<whole number>", str: "<name>"}
+        shown = " ".join(names.get(kind) or f"{{{'|'.join(kind)}}}" for kind in kinds)
         raise UserError(f"usage: {typed_command()[0]} {shown}")
     return tuple(int(word) if kind is int else word for word, kind in zip(words, kinds))

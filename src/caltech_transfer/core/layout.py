@@ -14,6 +14,8 @@ MODES = ("finetune", "scratch", "feature_extract")  # as named on the stages' co
 STUDY_MODES = ("feature_extract", "finetune")  # the modes trained on every split seed, in the order they train
 CURVE_MODES = STUDY_MODES  # the modes with learning-curve stages
 SEEDS = Path("metrics/seeds")  # metrics/seeds/<seed>/<mode>: each split seed's runs of the study's modes
+CURVE = Path("metrics/curve")  # metrics/curve/<seed>/k<k>/<mode>: the learning curve's points
+LADDER = Path("metrics/ladder")  # metrics/ladder/<rung>/<seed>/<mode>: the other backbones' runs
 LIVE = "train"  # DVCLive's folder inside a run's metrics folder: plots/ and the summary, metrics.json
 SUMMARY = f"{LIVE}/metrics.json"
 
@@ -54,7 +56,7 @@ def showcase(seed):
 def curve_point(mode, per_class, seed):
     """The paths of the learning-curve point (mode, k) on the split of `seed`; finetune's LP-FT head comes from the
     feature_extract checkpoint beside it, trained on the same k images per class."""
-    folder = f"curve/k{per_class}"
+    folder = f"curve/{seed}/k{per_class}"
     return RunPaths(
         split_dir(seed),
         CACHE,
@@ -64,4 +66,25 @@ def curve_point(mode, per_class, seed):
         Path(f"metrics/{folder}/{mode}"),
         Path(f"logs/{folder}/{mode}"),
         train_per_class=per_class,
+    )
+
+
+def rung_weights(rung):
+    """(pretrained backbone file, features folder) of the ladder's rung `rung` (ladder.<rung> in params.yaml)."""
+    folder = Path("data/ladder") / rung
+    return folder / "pretrained.pt", folder / "features"
+
+
+def rung_run(rung, mode, seed):
+    """The paths of the ladder stage training `mode` with rung `rung`'s backbone on the split of `seed`."""
+    pretrained, features = rung_weights(rung)
+    folder = f"ladder/{rung}/{seed}"
+    return RunPaths(
+        split_dir(seed),
+        CACHE,
+        pretrained,
+        features,
+        Path(f"models/{folder}/{mode}.pt"),
+        LADDER / rung / str(seed) / mode,
+        Path(f"logs/{folder}/{mode}"),
     )

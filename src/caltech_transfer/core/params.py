@@ -128,8 +128,11 @@ _RECIPE = {
 
 def Shots(key, value):
     if not isinstance(value, list) or not value:
-        _fail(key, value, "a list of training images per class, e.g. [1, 5, 10, 15, 20]")
-    return [Int(1)(key, v) for v in value]
+        _fail(key, value, "a list of training images per class, e.g. [1, 5, 10, 20, 30]")
+    shots = [Int(1)(key, v) for v in value]
+    if len(set(shots)) < len(shots):
+        _fail(key, value, "numbers of images per class each named once")
+    return shots
 
 
 def Seeds(key, value):
@@ -186,13 +189,29 @@ SCHEMA = {
     "train.scratch.cutmix_alpha": Float(),
     "study.seeds": Seeds,
     "curve.shots": Shots,
+    "curve.seeds": Seeds,
+    "curve.feature_extract_steps": Int(1),
+    "curve.finetune_steps": Int(1),
     "evaluate.batch_size": Int(1),
     "evaluate.workers": Int(0),
     "plot.mistakes": Int(0),
     "plot.embedding": Choice("tsne", "pca"),
     "plot.embedding_points": Int(10),
+    # the backbone ladder: any number of rungs, each named by the user (ladder.<rung>.arch, ladder.<rung>.weights)
+    "ladder.*.arch": Str,
+    "ladder.*.weights": Str,
 }
 SECTIONS = sorted({key.split(".")[0] for key in SCHEMA})
+
+
+def schema_key(dotted):
+    """The SCHEMA entry that checks `dotted`: itself, or the wildcard one of a user-named part (`ladder.lite1.arch`
+    is checked by `ladder.*.arch`); None for an unknown key."""
+    if dotted in SCHEMA:
+        return dotted
+    parts = dotted.split(".")
+    wildcard = ".".join([parts[0], "*", *parts[2:]]) if len(parts) > 2 else None
+    return wildcard if wildcard in SCHEMA and re.fullmatch(r"[A-Za-z0-9_-]+", parts[1]) else None
 
 
 def _flatten(tree, prefix=""):
@@ -227,22 +246,37 @@ def validate(raw, keys=None):
     for dotted, value in leaves.items():
         if keys is not None and not any(dotted == k or dotted.startswith(k + ".") for k in keys):
             continue
-        if dotted not in SCHEMA:
+        checked_by = schema_key(dotted)
+        if checked_by is None:
             close = difflib.get_close_matches(dotted, SCHEMA, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UserError(f"params.yaml: unknown key {dotted}{hint}")
-        set_dotted(clean, dotted, SCHEMA[dotted](dotted, value))
+        set_dotted(clean, dotted, SCHEMA[checked_by](dotted, value))
     for key in keys or []:
         if not any(d == key or d.startswith(key + ".") for d in leaves):
             raise UserError(f"params.yaml: missing key {key} (dvc.yaml declares it)")
-        missing = [s for s in SCHEMA if s.startswith(key + ".") and s not in leaves]
+        missing = [s for s in expected_keys(key, leaves) if s not in leaves]
         if missing:
             raise UserError(f"params.yaml: missing key {missing[0]}")
     return clean
 
 
-def declared_keys(stage, dvc_yaml="dvc.yaml"):
-    """The params a stage lists in dvc.yaml (for a foreach stage `name@item`, its template's list)."""
+def expected_keys(prefix, leaves):
+    """The keys under `prefix` that SCHEMA asks for, a wildcard's for every user-named part that `leaves` has."""
+    expected = []
+    for key in SCHEMA:
+        if "*" not in key:
+            expected += [key] if key.startswith(prefix + ".") else []
+            continue
+        section, _, rest = key.split(".", 2)
+        named = {d.split(".")[1] for d in leaves if d.startswith(section + ".") and d.count(".") >= 2}
+        expected += [f"{section}.{name}.{rest}" for name in sorted(named)]
+    return [key for key in expected if key == prefix or key.startswith(prefix + ".")]
+
+
+def declared_keys(stage, dvc_yaml="dvc.yaml", item=None):
+    """The params a stage lists in dvc.yaml (for a foreach or matrix stage `name@item`, its template's list, with
+    `${key}` and `${item.<name>}` filled in from `item`, e.g. {"key": "lite1"} or {"rung": "lite1"})."""
     stages = read_yaml(dvc_yaml).get("stages", {})
     name = stage.split("@")[0]
     if name not in stages:
@@ -250,13 +284,14 @@ def declared_keys(stage, dvc_yaml="dvc.yaml"):
     entry = stages[name]
     entry = entry.get("do", entry)
     keys = []
-    for item in entry.get("params", []):
-        if isinstance(item, str):
-            keys.append(item)
-        elif isinstance(item, dict):  # {params.yaml: [keys]}
-            for names in item.values():
+    for listed in entry.get("params", []):
+        if isinstance(listed, str):
+            keys.append(listed)
+        elif isinstance(listed, dict):  # {params.yaml: [keys]}
+            for names in listed.values():
                 keys.extend(names or [])
-    return keys
+    item = item or {}
+    return [re.sub(r"\$\{(?:item\.)?(\w+)\}", lambda m: str(item[m.group(1)]), key) for key in keys]
 
 
 def _first_line(err):
@@ -267,7 +302,7 @@ def _first_line(err):
 
 # Where a file comes from, not what it holds: read only by the stages that fetch it (download, pretrained), whose
 # outputs are content-addressed, and never compared when results of runs are matched.
-LOCATIONS = {"download": ("source", "checksum", "inner_checksum"), "model": ("weights",)}
+LOCATIONS = {"download": ("source", "checksum", "inner_checksum"), "model": ("weights",)}  # and ladder.<rung>.weights
 
 
 # Settings of speed alone: a stage reads them without declaring them in dvc.yaml, so changing one reruns no training
@@ -284,8 +319,9 @@ def with_speed_settings(keys):
     return keys + [key for key in SPEED_ONLY if key.split(".")[0] in sections and key not in covered]
 
 
-def load_params(stage, root="."):
-    """The validated params that `stage` declares in dvc.yaml, read from params.yaml under root.
+def load_params(stage, root=".", item=None):
+    """The validated params that `stage` declares in dvc.yaml, read from params.yaml under root (`item`: the values of
+    a foreach or matrix stage's template, `declared_keys`).
 
     Hand-written rather than `dvc.api.params_show(stages=...)`: that opens the whole DVC repository (about a
     second per call), needs one, and returns the keys without the validation this module adds."""
@@ -303,4 +339,12 @@ def load_params(stage, root="."):
             "params.yaml is not sections of keys (`download:`, `split:`, ... each with its keys indented below it): "
             "restore it with `git checkout params.yaml` and change values only"
         )
-    return validate(raw, with_speed_settings(declared_keys(stage, root / "dvc.yaml")))
+    return validate(raw, with_speed_settings(declared_keys(stage, root / "dvc.yaml", item)))
+
+
+def with_rung(params, rung):
+    """`params` with model.arch set to the ladder rung's architecture (ladder.<rung>.arch): what a ladder stage runs
+    the study's code with."""
+    if rung not in params.get("ladder", {}):
+        raise UserError(f"params.yaml has no ladder.{rung}: name a rung of the ladder section, or add it there")
+    return {**params, "model": {**params.get("model", {}), "arch": params["ladder"][rung]["arch"]}}

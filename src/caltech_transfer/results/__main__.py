@@ -1,6 +1,6 @@
 """The results stages. `python -m caltech_transfer.results plot <seed>`: PNG figures of that split seed's runs in
 plots/. `python -m caltech_transfer.results report <seed>`: report.md (the whole study, from the tracked metrics)
-and report/learning_curve.{tsv,png}."""
+and its figures in report/."""
 
 import sys
 
@@ -8,6 +8,7 @@ from ..core.cli import cli, stage_arguments
 from ..core.layout import CACHE, PRETRAINED, showcase, split_dir
 from ..core.params import load_params
 from .architectures import ARCHITECTURES_FILE
+from .ladder import LADDER_FILE
 from .plots import make_all
 from .report import build
 from .spread import SEEDS_FILE
@@ -22,8 +23,9 @@ def plot_stage():
 def report_stage():
     _, seed = stage_arguments(sys.argv, ("report",), int)
     params = load_params("report")
-    build("report.md", showcase(seed), seed, "plots", "report", params, SEEDS_FILE, ARCHITECTURES_FILE, PRETRAINED)
-    print("wrote report.md and report/learning_curve.png")
+    files = {"seeds": SEEDS_FILE, "ladder": LADDER_FILE, "architectures": ARCHITECTURES_FILE}
+    build("report.md", showcase(seed), seed, "plots", "report", params, files, PRETRAINED)
+    print("wrote report.md, report/learning_curve.png and report/ladder.png")
 
 
 STAGES = {"plot": plot_stage, "report": report_stage}

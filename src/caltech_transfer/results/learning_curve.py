@@ -1,10 +1,10 @@
 """The learning curve's table and figure, from the test metrics of its points: feature_extract and finetune
-trained on k images per class (`batches.datasets.nested_subset`) by the `curve_*` stages, each scored on the whole
-test split, so every point is comparable.
+trained on k images per class (`batches.datasets.nested_subset`) of each split seed of `curve.seeds` by the
+`curve@<k>-<seed>` stages, each scored on its whole test split.
 
-A point is the mode's own recipe with fewer images: the same epochs over a smaller set (so fewer optimizer
-steps for small k), model selection on the full validation split. The full pool is the baseline run itself
-(the first split seed's runs), not a second copy of it."""
+Every point of a mode trained for the same budget of optimizer steps (`evaluation.curve`), so the curve compares
+amounts of data at equal training; each point is the mean over the seeds with its 95% interval, and the gap between
+the modes at each k is a paired difference on the same splits, a verdict only where its interval excludes zero."""
 
 from pathlib import Path
 
@@ -16,68 +16,66 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..core.errors import UserError  # noqa: E402
 from ..core.files import read_json, write_csv  # noqa: E402
-from ..core.layout import CURVE_MODES  # noqa: E402
+from ..core.layout import CURVE, CURVE_MODES, SUMMARY  # noqa: E402
+from .spread import PAIR, summary  # noqa: E402
 
 COLOURS = {"finetune": "tab:blue", "feature_extract": "tab:green"}
+METRIC = "mean_per_class_accuracy"
 
 
-def collect(shots, pool, runs, seeds=None, curve_dir="metrics/curve"):
-    """Rows (mode, images per class, test metrics) of every point, the full pool of `pool` images per class (the
-    baseline, `runs[mode]`) last; with the seeds' table (`spread`), the full-pool row gets its standard deviation."""
+def collect(shots, seeds, curve_dir=CURVE):
+    """{k: {mode: seeds' summary of mean per-class accuracy and the optimizer steps trained, "difference": the paired
+    difference PAIR[0] - PAIR[1] over the seeds}} of every point."""
+    points = {}
+    for k in sorted(shots):
+        values, steps = {}, {}
+        for mode in CURVE_MODES:
+            runs = [Path(curve_dir, str(seed), f"k{k}", mode) for seed in seeds]
+            for run in runs:
+                if not (run / "test.json").exists():
+                    raise UserError(
+                        f"{run / 'test.json'} not found: run dvc repro to compute every learning-curve point"
+                    )
+            values[mode] = [read_json(run / "test.json")[METRIC] for run in runs]
+            steps[mode] = sorted({read_json(run / SUMMARY)["optimizer_steps"] for run in runs})
+        points[k] = {mode: summary(values[mode]) | {"steps": steps[mode]} for mode in CURVE_MODES}
+        differences = [a - b for a, b in zip(values[PAIR[0]], values[PAIR[1]])]
+        points[k]["difference"] = summary(differences)
+    return points
+
+
+def write_table(points, path):
+    """One row per k, the mean and 95% interval of each mode: the form `dvc plots` draws as one line per mode."""
+    columns = [f"{mode}{end}" for mode in CURVE_MODES for end in ("", "_low", "_high")]
     rows = []
-    for mode in CURVE_MODES:
-        for k in sorted(shots):
-            rows.append(_row(mode, k, Path(curve_dir, f"k{k}", mode, "test.json")))
-        full = _row(mode, pool, Path(runs[mode], "test.json"))
-        full["std"] = (seeds or {}).get(mode, {}).get("mean_per_class_accuracy", {}).get("std")
-        rows.append(full)
-    return rows
+    for k, point in points.items():
+        cells = []
+        for mode in CURVE_MODES:
+            s = point[mode]
+            cells += [f"{s[key]:.4f}" if key in s else "" for key in ("mean", "low", "high")]
+        rows.append([k, *cells])
+    write_csv(path, ["images_per_class", *columns], rows, delimiter="\t")
 
 
-def _row(mode, per_class, test_json):
-    if not test_json.exists():
-        raise UserError(f"{test_json} not found: run dvc repro to compute every learning-curve point")
-    test = read_json(test_json)
-    return {
-        "mode": mode,
-        "per_class": per_class,
-        "top1": test["top1_accuracy"],
-        "mean_per_class": test["mean_per_class_accuracy"],
-        "std": None,
-    }
-
-
-def write_table(rows, path):
-    """One row per k, one column per mode: the form `dvc plots` draws as one line per mode."""
-    table = {}
-    for r in rows:
-        table.setdefault(r["per_class"], {})[r["mode"]] = f"{r['mean_per_class']:.4f}"
-    write_csv(
-        path,
-        ["images_per_class", *CURVE_MODES],
-        [[k, *(table[k].get(m, "") for m in CURVE_MODES)] for k in sorted(table)],
-        delimiter="\t",
-    )
-
-
-def plot(rows, path):
+def plot(points, path):
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    ks = sorted(points)
     for mode in CURVE_MODES:
-        points = sorted((r["per_class"], r["mean_per_class"], r["std"]) for r in rows if r["mode"] == mode)
-        ks, accs, stds = zip(*points)
-        ax.plot(ks, accs, "o-", color=COLOURS[mode], label=mode)
-        for k, acc, std in points:
-            if std:
-                ax.errorbar(k, acc, yerr=std, color=COLOURS[mode], capsize=4)
+        means = [points[k][mode]["mean"] for k in ks]
+        ax.plot(ks, means, "o-", color=COLOURS[mode], label=mode)
+        spread = [(k, points[k][mode]) for k in ks if "low" in points[k][mode]]
+        for k, s in spread:
+            ax.errorbar(
+                k, s["mean"], yerr=[[s["mean"] - s["low"]], [s["high"] - s["mean"]]], color=COLOURS[mode], capsize=4
+            )
     ax.set_xscale("log")
-    ks = sorted({r["per_class"] for r in rows})
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    spread = " (error bar: std over split seeds)" if any(r["std"] for r in rows) else ""
+    n = points[ks[0]][CURVE_MODES[0]]["n"]
     ax.set(
         xlabel="training images per class (log scale)",
         ylabel="mean per-class test accuracy",
-        title="Learning curve" + spread,
+        title=f"Learning curve, {n} split seed{'s' if n > 1 else ''}" + (" (95% intervals)" if n > 1 else ""),
     )
     ax.grid(alpha=0.3)
     ax.legend()

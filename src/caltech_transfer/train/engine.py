@@ -65,6 +65,7 @@ def train(mode, params, paths, on_epoch_end=None):
             validated = None if val_loader is None else validate(learner, val_loader, runtime)
             row = epoch_row(epoch + 1, trained, validated, lrs, time.time() - tic)
             state.seconds += row["epoch_seconds"]
+            state.steps += len(train_loader)
             state.record(row, model)
             log.epoch(row, state)
             resume.save(resume_file, run_id, state, model, steps.optimizer, steps.scheduler, steps.scaler)

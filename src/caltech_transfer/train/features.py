@@ -1,22 +1,24 @@
 """The `features` stage (`python -m caltech_transfer.train.features`): the frozen pretrained backbone's features of
-every cached image, computed once, in data/features. They do not depend on the split: every seed's feature
+every cached image, computed once, in data/features (`ladder_features@<rung>`, `... features <rung>`: those of the
+ladder rung's backbone, in data/ladder/<rung>/features). They do not depend on the split: every seed's feature
 extraction trains its head on them, and its evaluation, the learning curve's feature-extraction points and the plots'
 map read them, so no image goes through the frozen backbone twice, however many split seeds run. Fine-tuning's passes
 stay its own."""
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..batches.datasets import CachedImages, eval_batches, eval_transform
-from ..core.cli import cli
+from ..core.cli import cli, stage_arguments
 from ..core.errors import UserError
 from ..core.files import atomic_path, read_json, write_json
-from ..core.layout import CACHE, FEATURES, PRETRAINED
-from ..core.params import load_params
+from ..core.layout import CACHE, FEATURES, PRETRAINED, rung_weights
+from ..core.params import load_params, with_rung
 from ..model.checkpoints import load_pretrained
 from ..model.factory import build_model, check_input_size
 from .distributed import ShardedSampler
@@ -70,8 +72,13 @@ def json_like(value):
 
 @cli
 def main():
-    p = load_params("features")
-    write_features(CACHE, PRETRAINED, FEATURES, p["model"], p["runtime"], **p["evaluate"])
+    if len(sys.argv) == 1:
+        p = load_params("features")
+        write_features(CACHE, PRETRAINED, FEATURES, p["model"], p["runtime"], **p["evaluate"])
+        return
+    (rung,) = stage_arguments(sys.argv, str)
+    p = with_rung(load_params("ladder_features", item={"key": rung}), rung)
+    write_features(CACHE, *rung_weights(rung), p["model"], p["runtime"], **p["evaluate"])
 
 
 if __name__ == "__main__":

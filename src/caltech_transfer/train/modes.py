@@ -126,15 +126,11 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
     in_order = None if final_fit else ShardedSampler(len(val_images))
     if features_once:
         model.eval()
-
-        def features(images):
-            values = read_features(paths.features, params["model"]["arch"], prep, images.rows)
-            return TensorDataset(values, images.labels)
-
+        train_set, val_set = (stored_features(paths.features, params, prep, i) for i in (train_images, val_images))
         return (
             model.head,
-            make_loader(features(train_images), batch, sampler=shuffled, training=True),
-            None if final_fit else make_loader(features(val_images), batch, sampler=in_order),
+            make_loader(train_set, batch, sampler=shuffled, training=True),
+            None if final_fit else make_loader(val_set, batch, sampler=in_order),
         )
     if use_device_path(params["train"]["data_path"], train_images, val_images, runtime.device, auto_augment):
         common = dict(
@@ -164,6 +160,13 @@ def loaders(mode, model, prep, params, paths, runtime, generator):
         ),
         None if final_fit else eval_batches(val_images, prep, batch, workers, sampler=in_order),
     )
+
+
+def stored_features(features_dir, params, prep, images):
+    """The features stage's values of `images` (None for none) with their labels."""
+    if images is None:
+        return None
+    return TensorDataset(read_features(features_dir, params["model"]["arch"], prep, images.rows), images.labels)
 
 
 def training_network(mode, learner, recipe, runtime):

@@ -26,6 +26,7 @@ class RunState:
     best_weights: dict = None  # a copy of the model's state_dict at that epoch
     since_best: int = 0  # epochs since the best one, for early stopping
     seconds: float = 0.0  # training time over all sessions of this run
+    steps: int = 0  # optimizer steps taken
 
     def record(self, row, model):
         """Add an epoch's row; keep a copy of the weights when its validation accuracy is the best so far

@@ -75,13 +75,14 @@ class RunLog:
 
 def summary(state, hardware):
     """The run so far: its latest validation accuracy, its best epoch (the last in a final fit, which has no
-    validation), the time it trained, where and how."""
+    validation), the time and optimizer steps it trained, where and how."""
     validated = "val_accuracy" in state.best
     return {
         **({"val_accuracy": state.history[-1]["val_accuracy"]} if validated else {}),
         "best_epoch": state.best["epoch"],
         **({"best_val_accuracy": state.best["val_accuracy"]} if validated else {}),
         "train_seconds": round(state.seconds, 1),
+        "optimizer_steps": state.steps,
         **hardware,
     }
 
