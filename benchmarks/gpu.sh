@@ -104,6 +104,8 @@ path, archive, weights, tiny, *overrides = sys.argv[1:]
 params = yaml.safe_load(open(path))
 settings = {  # the README's offline command on one split seed: only the archive's and the weights' locations differ
     "study.seeds": [0],
+    "curve.seeds": [0],
+    "ladder": {},  # the ladder's rungs are the study's stages with other weights: not part of the GPU check
     "download.source": archive,
     "download.checksum": "md5:f527068f45fe3f63acd224f9143196bd",
     "download.inner_checksum": "md5:48d74becb160adb15c07c2376cebfd14",
@@ -157,7 +159,8 @@ lanes() {  # after the data stages: the GPU scratch recipe beside the pipeline's
     local scratch_cpu_recipe_lane=$!
     (for k in "${shots[@]}"; do stage "$pipeline" evaluation.curve "$k" 0 || exit; done)
     wait $finetune_lane $scratch_cpu_recipe_lane
-    stage "$pipeline" results.spread && stage "$pipeline" results plot 0 && stage "$pipeline" results report 0
+    stage "$pipeline" results.spread && stage "$pipeline" results.ladder && stage "$pipeline" results plot 0 &&
+      stage "$pipeline" results report 0
   fi
   wait $scratch_lane
 }
