@@ -34,61 +34,36 @@ class Published:
     protocol: str  # the protocol in words
 
 
+BYOL = dict(  # one table, one protocol: the rows differ in the network's training and the number
+    source="Grill et al. 2020 (BYOL), Table 3, the supervised baseline of Chen et al. 2020 (SimCLR)",
+    std=None,
+    splits=1,
+    test_per_class=None,
+    final_fit=True,
+    protocol=KORNBLITH,
+)
+ZEILER_FERGUS_TABLE = dict(
+    source="Zeiler & Fergus 2014, Table 4", splits=5, test_per_class=50, final_fit=False, protocol=ZEILER_FERGUS
+)
 PUBLISHED = [
     Published(
-        "Grill et al. 2020 (BYOL), Table 3, the supervised baseline of Chen et al. 2020 (SimCLR)",
-        "ResNet-50, supervised ImageNet weights, linear probe",
-        "feature_extract",
-        0.945,
-        None,
-        1,
-        None,
-        True,
-        KORNBLITH,
+        network="ResNet-50, supervised ImageNet weights, linear probe", mode="feature_extract", accuracy=0.945, **BYOL
+    ),
+    Published(network="ResNet-50, supervised ImageNet weights, fine-tuned", mode="finetune", accuracy=0.933, **BYOL),
+    Published(network="ResNet-50 from random initialisation", mode="scratch", accuracy=0.726, **BYOL),
+    Published(
+        network="their ImageNet convnet, softmax on its features",
+        mode="feature_extract",
+        accuracy=0.865,
+        std=0.005,
+        **ZEILER_FERGUS_TABLE,
     ),
     Published(
-        "Grill et al. 2020 (BYOL), Table 3, the supervised baseline of Chen et al. 2020 (SimCLR)",
-        "ResNet-50, supervised ImageNet weights, fine-tuned",
-        "finetune",
-        0.933,
-        None,
-        1,
-        None,
-        True,
-        KORNBLITH,
-    ),
-    Published(
-        "Grill et al. 2020 (BYOL), Table 3, the supervised baseline of Chen et al. 2020 (SimCLR)",
-        "ResNet-50 from random initialisation",
-        "scratch",
-        0.726,
-        None,
-        1,
-        None,
-        True,
-        KORNBLITH,
-    ),
-    Published(
-        "Zeiler & Fergus 2014, Table 4",
-        "their ImageNet convnet, softmax on its features",
-        "feature_extract",
-        0.865,
-        0.005,
-        5,
-        50,
-        False,
-        ZEILER_FERGUS,
-    ),
-    Published(
-        "Zeiler & Fergus 2014, Table 4",
-        "the same convnet trained from scratch",
-        "scratch",
-        0.465,
-        0.017,
-        5,
-        50,
-        False,
-        ZEILER_FERGUS,
+        network="the same convnet trained from scratch",
+        mode="scratch",
+        accuracy=0.465,
+        std=0.017,
+        **ZEILER_FERGUS_TABLE,
     ),
 ]
 MODE_NAMES = {**PAIR_NAMES, "scratch": "from scratch"}
